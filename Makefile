@@ -1,0 +1,70 @@
+# blixt build, test and demo entry points. Most targets need root.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BLIXT_CACHE ?= /var/cache/blixt
+export BLIXT_CACHE
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+BUILD := build
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
+PYTEST_ARGS ?=
+
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode test unit demo conformance bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: deps-apt deps-bpfman deps-kube deps-gateway-api venv ## install every tool the tests and demo need (root; cached)
+
+deps-apt: ## Debian packages (clang, libbpf, nftables, docker-registry, ...)
+	@tests/deps/apt.sh
+
+deps-bpfman: deps-apt ## bpfman-rpc and bpfman 0.6.0 from crates.io
+	@tests/deps/bpfman.sh
+
+deps-kube: deps-apt ## kube-apiserver, kubectl and etcd from the Go module proxy
+	@tests/deps/kube.sh
+
+deps-gateway-api: deps-apt ## Gateway API CRDs from the Go module proxy
+	@tests/deps/gateway-api.sh
+
+venv: $(VENV)/.stamp ## Python virtual environment with blixt installed (editable)
+
+$(VENV)/.stamp: pyproject.toml
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@PIP_CACHE_DIR=$(BLIXT_CACHE)/pip $(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+proto: venv ## regenerate the bpfman gRPC stubs from proto/bpfman.proto
+	$(VPY) -m grpc_tools.protoc -Iblixt/bpfman/v1=proto --python_out=controller --pyi_out=controller \
+		--grpc_python_out=controller proto/bpfman.proto
+
+bytecode: $(BUILD)/blixt.bpf.o ## compile the TC programs
+
+$(BUILD)/blixt.bpf.o: bytecode/blixt.bpf.c bytecode/blixt.h
+	@mkdir -p $(BUILD)
+	clang $(BPF_CFLAGS) -c $< -o $@
+
+test: deps ## run every test tier against the real components (root)
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+unit: venv ## the unprivileged unit tests only
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: ## local single-node demo (arrives with the dataplane and control plane)
+	@echo "make demo arrives with the dataplane and the Gateway API control plane; run 'make test' for now" >&2
+	@exit 1
+
+conformance: ## Gateway API L4 conformance scenarios (arrives with the control plane)
+	@echo "make conformance arrives with the Gateway API control plane" >&2
+	@exit 1
+
+bench: ## benchmarks (arrive with the dataplane)
+	@echo "make bench arrives with the dataplane" >&2
+	@exit 1
+
+clean: ## remove build outputs (not the cache in $(BLIXT_CACHE))
+	rm -rf $(BUILD)

@@ -1,0 +1,3 @@
+from blixt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""bpfman gRPC client: generated stubs in v1/, typed wrapper in client.py."""

@@ -1,0 +1,73 @@
+"""A real bpfman-rpc 0.6.0 for tests.
+
+bpfman keeps its state in fixed places (/run/bpfman, /etc/bpfman/bpfman.toml),
+so one server runs per machine. Signature verification is turned off because
+it needs the network; the previous config file is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+
+from blixt.bpfman.client import BpfmanClient
+
+from . import paths
+from .proc import Process
+
+CONFIG_PATH = pathlib.Path("/etc/bpfman/bpfman.toml")
+CONFIG = """\
+# Written by the blixt test harness; the previous file is restored afterwards.
+[signing]
+allow_unsigned = true
+verify_enabled = false
+"""
+
+
+def _running_bpfman_pids() -> list[int]:
+    res = subprocess.run(["pgrep", "-x", "bpfman-rpc"], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()]
+
+
+class BpfmanServer:
+    def __init__(self, workdir: pathlib.Path, ssl_cert_file: pathlib.Path | None = None):
+        paths.require_root("bpfman-rpc")
+        binary = paths.require_file(paths.BPFMAN_RPC, f"bpfman-rpc {paths.BPFMAN_VERSION}")
+        others = _running_bpfman_pids()
+        if others:
+            raise RuntimeError(
+                f"another bpfman-rpc is running (pids {others}); bpfman state in /run/bpfman is "
+                "per machine, so stop it before running these tests")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.socket = workdir / "bpfman.sock"
+        self._saved_config = CONFIG_PATH.read_bytes() if CONFIG_PATH.exists() else None
+        CONFIG_PATH.parent.mkdir(parents=True, exist_ok=True)
+        CONFIG_PATH.write_text(CONFIG)
+        env = {"RUST_LOG": os.environ.get("BPFMAN_LOG", "info")}
+        if ssl_cert_file is not None:
+            # bpfman pulls images through OpenSSL, which honours SSL_CERT_FILE.
+            env["SSL_CERT_FILE"] = str(ssl_cert_file)
+        self.proc = Process("bpfman-rpc",
+                            [binary, "--timeout=0", f"--socket-path={self.socket}"],
+                            workdir / "bpfman-rpc.log", env=env)
+        self.proc.wait_until(self._answers, timeout=60, what="bpfman-rpc on " + str(self.socket))
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        with BpfmanClient(str(self.socket), timeout=5) as c:
+            c.list()
+        return True
+
+    def client(self, timeout: float = 60.0) -> BpfmanClient:
+        return BpfmanClient(str(self.socket), timeout=timeout)
+
+    def stop(self) -> None:
+        try:
+            self.proc.stop()
+        finally:
+            if self._saved_config is None:
+                CONFIG_PATH.unlink(missing_ok=True)
+            else:
+                CONFIG_PATH.write_bytes(self._saved_config)

@@ -1,0 +1,47 @@
+"""Where `make deps` leaves each component, and how a test asks for one."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CACHE = pathlib.Path(os.environ.get("BLIXT_CACHE", "/var/cache/blixt"))
+BUILD = REPO / "build"
+
+BPFMAN_VERSION = "0.6.0"
+BPFMAN_RPC = CACHE / f"bpfman-{BPFMAN_VERSION}" / "bin" / "bpfman-rpc"
+BPFMAN_CLI = CACHE / f"bpfman-{BPFMAN_VERSION}" / "bin" / "bpfman"
+KUBE_BIN = CACHE / "kube"
+KUBE_APISERVER = KUBE_BIN / "kube-apiserver"
+KUBECTL = KUBE_BIN / "kubectl"
+ETCD = KUBE_BIN / "etcd"
+GATEWAY_API_CRDS = CACHE / "gateway-api"
+BYTECODE_OBJECT = BUILD / "blixt.bpf.o"
+
+
+class MissingComponent(Exception):
+    """A real component the test needs is not installed."""
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_file(path: pathlib.Path, what: str) -> pathlib.Path:
+    if not path.exists():
+        raise MissingComponent(f"{what} not found at {path}: run `make deps`")
+    return path
+
+
+def require_tool(name: str, what: str | None = None) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise MissingComponent(f"{what or name} not found on PATH ({name}): run `make deps`")
+    return found
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise MissingComponent(f"{what} needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN)")

@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+import pytest
+
+from blixt import cli
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "blixt", *args], capture_output=True, text=True)
+
+
+def test_help_lists_every_command():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for command in ("controller", "agent", "bpfman-programs"):
+        assert command in res.stdout
+    assert "layer-4 load balancer" in res.stdout
+
+
+def test_no_command_is_a_usage_error():
+    res = run_cli()
+    assert res.returncode == 2
+    assert "COMMAND" in res.stderr
+
+
+def test_agent_requires_node():
+    res = run_cli("agent")
+    assert res.returncode == 2
+    assert "--node" in res.stderr
+
+
+def test_stub_commands_say_not_implemented_and_fail():
+    res = run_cli("controller")
+    assert res.returncode == cli.EXIT_NOT_IMPLEMENTED
+    assert "not implemented yet" in res.stderr
+
+
+def test_bpfman_programs_names_missing_socket(tmp_path):
+    sock = tmp_path / "nope.sock"
+    res = run_cli("bpfman-programs", "--bpfman-socket", str(sock))
+    assert res.returncode == 1
+    assert str(sock) in res.stderr
+
+
+def test_match_requires_key_value():
+    with pytest.raises(SystemExit) as exc:
+        cli.build_parser().parse_args(["bpfman-programs", "--match", "novalue"])
+    assert exc.value.code == 2
