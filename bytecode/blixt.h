@@ -1,15 +1,109 @@
-/* blixt dataplane: map layouts and constants shared by the C programs and,
- * through the compiled object's BTF, checked against the Python side.
- * Every struct here is part of the ABI between agent and bytecode. */
+/* blixt dataplane ABI: every map key/value layout and constant shared by the
+ * TC programs and the agent. The Python mirrors (controller/blixt/dataplane/
+ * layout.py) are checked against this object's BTF by a test, so change a
+ * struct here and there together. All structs are naturally aligned with
+ * explicit padding: no implicit holes, so a zeroed key hashes the same in C
+ * and in Python. Addresses and ports are in network byte order. */
 #ifndef BLIXT_H
 #define BLIXT_H
 
 #include <linux/types.h>
 
-/* Per-program packet counters, indexed by enum blixt_counter. */
-enum blixt_counter {
-	BLIXT_CNT_SEEN = 0,
-	BLIXT_CNT_MAX,
+/* Map capacities (max_entries). */
+#define BLIXT_MAX_SERVICES     65536
+#define BLIXT_MAX_SLOTS        (1 << 20)
+#define BLIXT_MAX_MEMBERS      (1 << 18)
+#define BLIXT_MAX_AFFINITY     65536
+#define BLIXT_MAX_LOCAL_ADDRS  256
+#define BLIXT_MAX_UDP_FLOWS    65536
+
+/* A service is found by destination address, port and protocol. An entry
+ * with addr 0 is a wildcard: it matches any address in blixt_local_addrs
+ * (NodePort-style: every node address). */
+struct blixt_service_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;           /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
 };
+
+/* Service flags. */
+#define BLIXT_SVC_AFFINITY  (1u << 0)  /* client-IP affinity, see affinity_timeout */
+
+struct blixt_service {
+	__u32 id;             /* >= 1; keys the slots, members, affinity and stats */
+	__u32 gen;            /* generation of the slot table in use: updates write
+	                       * slots under a new gen, then flip this field */
+	__u32 slot_count;     /* 0: no backends, the packet gets the reject bit */
+	__u32 flags;          /* BLIXT_SVC_* */
+	__u32 affinity_timeout; /* seconds, with BLIXT_SVC_AFFINITY */
+	__u32 pad;
+};
+
+struct blixt_slot_key {
+	__u32 service_id;
+	__u32 gen;
+	__u32 slot;           /* 0 .. slot_count-1 */
+};
+
+/* Slot flags. */
+#define BLIXT_SLOT_MASQ  (1u << 0)  /* masquerade: remote backend or hairpin */
+
+/* What a slot (and an affinity or member entry) resolves to. */
+struct blixt_slot {
+	__u32 backend_id;     /* >= 1; the nftables map turns it into addr . port */
+	__u32 flags;          /* BLIXT_SLOT_* */
+};
+
+/* Backends currently in a service: an affinity entry is honoured only while
+ * its backend is still a member. */
+struct blixt_member_key {
+	__u32 service_id;
+	__u32 backend_id;
+};
+
+struct blixt_affinity_key {
+	__be32 client;
+	__u32 service_id;
+};
+
+struct blixt_affinity {
+	struct blixt_slot slot;
+	__u64 last_seen_ns;   /* bpf_ktime_get_ns() */
+};
+
+/* Per-service, per-CPU counters. new_flows: TCP SYNs, and UDP 5-tuples not
+ * seen for BLIXT_UDP_FLOW_IDLE_NS. */
+struct blixt_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+#define BLIXT_UDP_FLOW_IDLE_NS (30ull * 1000000000ull)
+
+struct blixt_flow_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* Where the decision goes in skb->mark. Set at load time through bpfman's
+ * global data (variable blixt_cfg); the defaults stay clear of kube-proxy's
+ * 0x4000/0x8000 and of the low byte other CNIs use. */
+struct blixt_config {
+	__u32 id_shift;       /* backend id goes to (id << id_shift) & id_mask */
+	__u32 id_mask;
+	__u32 masq_mark;      /* one bit: masquerade */
+	__u32 reject_mark;    /* one bit: no backends, reject */
+};
+
+#define BLIXT_DEFAULT_ID_SHIFT    8
+#define BLIXT_DEFAULT_ID_MASK     0x0fffff00u
+#define BLIXT_DEFAULT_MASQ_MARK   0x10000000u
+#define BLIXT_DEFAULT_REJECT_MARK 0x20000000u
 
 #endif /* BLIXT_H */

@@ -1,0 +1,101 @@
+"""The desired dataplane of one node: what the Gateway/Service translation
+produces and the dataplane manager applies. Plain values, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from typing import Iterable
+
+PROTOCOLS = {"tcp": 6, "udp": 17}
+MAX_WEIGHT = 1_000_000
+
+
+def _addr(value) -> ipaddress.IPv4Address:
+    addr = ipaddress.ip_address(value)
+    if not isinstance(addr, ipaddress.IPv4Address):
+        raise ValueError(f"only IPv4 is supported, got {value}")
+    return addr
+
+
+def _port(value: int, what: str) -> int:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"{what} port must be 1..65535, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Backend:
+    """An endpoint: where conntrack DNATs to. masquerade: SNAT to the node
+    (remote backend under externalTrafficPolicy Cluster, or hairpin)."""
+
+    address: ipaddress.IPv4Address
+    port: int
+    weight: int = 1
+    masquerade: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "address", _addr(self.address))
+        _port(self.port, f"backend {self.address}")
+        if not isinstance(self.weight, int) or not 0 <= self.weight <= MAX_WEIGHT:
+            raise ValueError(f"backend {self.address}:{self.port} weight must be 0..{MAX_WEIGHT}, got {self.weight!r}")
+
+    @property
+    def endpoint(self) -> tuple[ipaddress.IPv4Address, int]:
+        return (self.address, self.port)
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """A frontend: packets to address:port/protocol are balanced over backends.
+    address None is a wildcard: any of the node's local addresses (NodePort).
+    No backends with weight > 0: new connections are rejected."""
+
+    address: ipaddress.IPv4Address | None
+    port: int
+    protocol: str
+    backends: tuple[Backend, ...] = ()
+    affinity_timeout: int = 0  # seconds of client-IP affinity; 0 = none
+    name: str = ""  # for logs and metrics, e.g. "gateway/ns/name/listener"
+
+    def __post_init__(self):
+        if self.address is not None:
+            object.__setattr__(self, "address", _addr(self.address))
+        _port(self.port, f"service {self.name or self.address}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"service {self.key_text} protocol must be tcp or udp, got {self.protocol!r}")
+        object.__setattr__(self, "backends", tuple(self.backends))
+        seen = set()
+        for b in self.backends:
+            if b.endpoint in seen:
+                raise ValueError(f"service {self.key_text} lists backend {b.address}:{b.port} twice")
+            seen.add(b.endpoint)
+        if not isinstance(self.affinity_timeout, int) or not 0 <= self.affinity_timeout <= 86400:
+            raise ValueError(f"service {self.key_text} affinity_timeout must be 0..86400 s")
+
+    @property
+    def key(self) -> tuple[ipaddress.IPv4Address | None, int, str]:
+        return (self.address, self.port, self.protocol)
+
+    @property
+    def key_text(self) -> str:
+        return f"{self.address or '*'}:{self.port}/{self.protocol}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataplane:
+    services: tuple[Service, ...] = ()
+    local_addresses: frozenset[ipaddress.IPv4Address] = frozenset()
+
+    def __post_init__(self):
+        object.__setattr__(self, "services", tuple(self.services))
+        object.__setattr__(self, "local_addresses", frozenset(_addr(a) for a in self.local_addresses))
+        seen = set()
+        for s in self.services:
+            if s.key in seen:
+                raise ValueError(f"service {s.key_text} appears twice")
+            seen.add(s.key)
+
+    @classmethod
+    def of(cls, services: Iterable[Service], local_addresses: Iterable = ()) -> "Dataplane":
+        return cls(tuple(services), frozenset(local_addresses))
