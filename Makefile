@@ -48,6 +48,11 @@ $(BUILD)/blixt.bpf.o: bytecode/blixt.bpf.c bytecode/blixt.h
 	@mkdir -p $(BUILD)
 	clang $(BPF_CFLAGS) -c $< -o $@
 
+# bpfman-rpc insists on raising RLIMIT_MEMLOCK; see tests/harness/memlock_shim.c.
+$(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c
+	@mkdir -p $(BUILD)
+	gcc -shared -fPIC -O2 -Wall -Werror -o $@ $< -ldl
+
 test: deps ## run every test tier against the real components (root)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 

@@ -261,8 +261,16 @@ static __always_inline void classify(struct __sk_buff *skb)
 		decision = blixt_cfg.reject_mark;
 	} else {
 		slot = pick(svc, &pkt, now);
-		if (!slot)
-			return;
+		if (!slot) {
+			/* The table flipped between the two lookups and the old
+			 * generation is gone: read the service again, once. */
+			svc = find_service(&pkt.flow);
+			if (!svc || svc->slot_count == 0)
+				return;
+			slot = pick(svc, &pkt, now);
+			if (!slot)
+				return;
+		}
 		decision = (slot->backend_id << blixt_cfg.id_shift) & blixt_cfg.id_mask;
 		if (slot->flags & BLIXT_SLOT_MASQ)
 			decision |= blixt_cfg.masq_mark;

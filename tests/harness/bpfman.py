@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import subprocess
 
 from blixt.bpfman.client import BpfmanClient
 
 from . import paths
-from .proc import Process
+from .proc import Process, run
 
 CONFIG_PATH = pathlib.Path("/etc/bpfman/bpfman.toml")
 CONFIG = """\
@@ -23,6 +24,23 @@ CONFIG = """\
 allow_unsigned = true
 verify_enabled = false
 """
+
+
+def memlock_shim() -> pathlib.Path | None:
+    """The LD_PRELOAD shim, when this process cannot raise RLIMIT_MEMLOCK to
+    infinity (no CAP_SYS_RESOURCE and a finite hard limit) and bpfman would
+    refuse to work. None when the limit can be raised for real."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if hard == resource.RLIM_INFINITY:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        return None
+    except (ValueError, OSError):
+        pass
+    target = paths.BUILD / "memlock_shim.so"
+    run(["make", "-s", "-C", str(paths.REPO), str(target.relative_to(paths.REPO))])
+    return target
 
 
 def _running_bpfman_pids() -> list[int]:
@@ -45,6 +63,9 @@ class BpfmanServer:
         CONFIG_PATH.parent.mkdir(parents=True, exist_ok=True)
         CONFIG_PATH.write_text(CONFIG)
         env = {"RUST_LOG": os.environ.get("BPFMAN_LOG", "info")}
+        shim = memlock_shim()
+        if shim is not None:
+            env["LD_PRELOAD"] = str(shim)
         if ssl_cert_file is not None:
             # bpfman pulls images through OpenSSL, which honours SSL_CERT_FILE.
             env["SSL_CERT_FILE"] = str(ssl_cert_file)

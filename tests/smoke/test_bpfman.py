@@ -29,19 +29,19 @@ def test_pull_from_unknown_repository_fails_with_bpfman_message(bpfman, registry
     assert exc.value.call == "PullBytecode"
 
 
-@pytest.mark.parametrize("mode", ["tc", "tcx"])
-def test_load_from_image_attach_and_unload(bpfman, bytecode_image, netns, mode):
-    """Both programs load from the image in one request and share the map;
-    the one for the mode attaches in a pod-facing netns; List finds them by metadata."""
-    programs = bpfman.load(bc.Image(bytecode_image), [("blixt_tc", bc.TC), ("blixt_tcx", bc.TCX)],
+def test_load_from_image_attach_and_unload(bpfman, bytecode_image, netns, attach_mode):
+    """Programs load from the image in one request and share the maps; the
+    one for the mode attaches in a node netns; List finds them by metadata."""
+    mode = attach_mode
+    prog_type = bc.TC if mode == "tc" else bc.TCX
+    programs = bpfman.load(bc.Image(bytecode_image), [(f"blixt_{mode}", prog_type)],
                            metadata={**META, "mode": mode})
-    assert sorted(p.name for p in programs) == ["blixt_tc", "blixt_tcx"]
-    pin_paths = {p.map_pin_path for p in programs}
-    assert len(pin_paths) == 1, f"programs do not share maps: {pin_paths}"
-    assert os.path.exists(os.path.join(pin_paths.pop(), "blixt_counters"))
+    assert [p.name for p in programs] == [f"blixt_{mode}"]
+    prog = programs[0]
+    for name in ("blixt_services", "blixt_slots", "blixt_stats"):
+        assert os.path.exists(os.path.join(prog.map_pin_path, name))
 
     topo = netns(pods=1)
-    prog = next(p for p in programs if p.name == f"blixt_{mode}")
     netns_path = f"/var/run/netns/{topo.node.netns}"
     if mode == "tc":
         link = bpfman.attach_tc(prog.id, "eth-client", "ingress", priority=50, netns=netns_path)
@@ -54,8 +54,7 @@ def test_load_from_image_attach_and_unload(bpfman, bytecode_image, netns, mode):
     assert res.returncode == 0, res.stdout + res.stderr
 
     found = bpfman.list(match_metadata={**META, "mode": mode})
-    assert {p.id for p in found} == {p.id for p in programs}
+    assert [p.id for p in found] == [prog.id]
     bpfman.detach(link)
-    for p in programs:
-        bpfman.unload(p.id)
+    bpfman.unload(prog.id)
     assert not bpfman.list(match_metadata={**META, "mode": mode})

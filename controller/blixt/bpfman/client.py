@@ -139,7 +139,12 @@ class BpfmanClient:
             raise BpfmanSocketMissing(socket_path)
         self.socket_path = socket_path
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(f"unix://{os.path.abspath(socket_path)}")
+        # bpfman-rpc (tonic/h2) resets streams whose :authority is the socket
+        # path that gRPC derives from a unix: target; name a plain host instead.
+        self._channel = grpc.insecure_channel(
+            f"unix://{os.path.abspath(socket_path)}",
+            options=[("grpc.default_authority", "localhost")],
+        )
         self._stub = pb_grpc.BpfmanStub(self._channel)
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(

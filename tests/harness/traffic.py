@@ -1,0 +1,171 @@
+"""Traffic endpoints run inside network namespaces (`ip netns exec NS python -m
+harness.traffic ...`): an echo server that names itself and its peer, and
+clients that report who answered, as JSON on stdout.
+
+    serve NAME --port P              TCP and UDP: reply "NAME PEER_IP:PEER_PORT"
+    tcp ADDR PORT --count N          one connection each (the server closes first)
+    udp ADDR PORT --count N          one flow (fresh source port) each
+    hold ADDR PORT --seconds S       one TCP connection kept open, echoing every 0.1 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+# Where the dataplane tests put their service: routed to the node by the client.
+VIP = "198.18.100.10"
+PORT = 8080
+
+
+class _TCP(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class _UDP(socketserver.ThreadingUDPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve(name: str, port: int) -> None:
+    class TCPHandler(socketserver.BaseRequestHandler):
+        def handle(self):
+            peer = "%s:%d" % self.client_address
+            self.request.sendall(f"{name} {peer}\n".encode())
+            # Echo each line until the client says "bye", then close first so
+            # TIME_WAIT stays on this side and clients can reuse their ports.
+            self.request.settimeout(30)
+            try:
+                for line in self.request.makefile("rb"):
+                    if line.strip() == b"bye":
+                        break
+                    self.request.sendall(f"{name} {line.decode().strip()}\n".encode())
+            except OSError:
+                pass
+
+    class UDPHandler(socketserver.BaseRequestHandler):
+        def handle(self):
+            _, sock = self.request
+            peer = "%s:%d" % self.client_address
+            sock.sendto(f"{name} {peer}\n".encode(), self.client_address)
+
+    tcp = _TCP(("0.0.0.0", port), TCPHandler)
+    udp = _UDP(("0.0.0.0", port), UDPHandler)
+    threading.Thread(target=udp.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    tcp.serve_forever()
+
+
+def _result(answers: list, errors: list, durations: list) -> None:
+    json.dump({"answers": answers, "errors": errors, "max_ms": max(durations, default=0) * 1000,
+               "durations_ms": [round(d * 1000, 3) for d in durations]}, sys.stdout)
+
+
+def tcp_clients(addr: str, port: int, count: int, sport_base: int, sport_range: int,
+                timeout: float) -> None:
+    answers, errors, durations = [], [], []
+    for i in range(count):
+        start = time.monotonic()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(timeout)
+        try:
+            if sport_base:
+                s.bind(("0.0.0.0", sport_base + i % sport_range))
+            s.connect((addr, port))
+            s.sendall(b"bye\n")
+            data = b""
+            while True:  # until the server's FIN
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data.decode().strip())
+        except OSError as e:
+            errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            s.close()
+        durations.append(time.monotonic() - start)
+    _result(answers, errors, durations)
+
+
+def udp_clients(addr: str, port: int, count: int, sport_base: int, timeout: float) -> None:
+    answers, errors, durations = [], [], []
+    for i in range(count):
+        start = time.monotonic()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        try:
+            if sport_base:
+                s.bind(("0.0.0.0", sport_base + i))
+            # Connected: a reply from any address but the VIP would be dropped.
+            s.connect((addr, port))
+            s.send(b"hello\n")
+            answers.append(s.recv(4096).decode().strip())
+        except OSError as e:
+            errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            s.close()
+        durations.append(time.monotonic() - start)
+    _result(answers, errors, durations)
+
+
+def hold(addr: str, port: int, seconds: float) -> None:
+    """Keep one connection and echo through it; report every answer."""
+    s = socket.create_connection((addr, port), timeout=5)
+    f = s.makefile("rwb")
+    answers, errors = [f.readline().decode().strip()], []
+    print("connected", flush=True)
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        try:
+            f.write(f"ping{n}\n".encode())
+            f.flush()
+            answers.append(f.readline().decode().strip())
+        except OSError as e:
+            errors.append(f"{type(e).__name__}: {e}")
+            break
+        time.sleep(0.1)
+    s.close()
+    _result(answers, errors, [])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="harness.traffic")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sv = sub.add_parser("serve")
+    sv.add_argument("name")
+    sv.add_argument("--port", type=int, required=True)
+    for name in ("tcp", "udp"):
+        c = sub.add_parser(name)
+        c.add_argument("addr")
+        c.add_argument("port", type=int)
+        c.add_argument("--count", type=int, default=1)
+        c.add_argument("--sport-base", type=int, default=0)
+        c.add_argument("--sport-range", type=int, default=1 << 16)
+        c.add_argument("--timeout", type=float, default=3.0)
+    h = sub.add_parser("hold")
+    h.add_argument("addr")
+    h.add_argument("port", type=int)
+    h.add_argument("--seconds", type=float, default=5)
+    a = p.parse_args(argv)
+    if a.cmd == "serve":
+        serve(a.name, a.port)
+    elif a.cmd == "tcp":
+        tcp_clients(a.addr, a.port, a.count, a.sport_base, a.sport_range, a.timeout)
+    elif a.cmd == "udp":
+        udp_clients(a.addr, a.port, a.count, a.sport_base, a.timeout)
+    else:
+        hold(a.addr, a.port, a.seconds)
+
+
+if __name__ == "__main__":
+    main()
