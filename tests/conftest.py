@@ -4,7 +4,6 @@ test under CI=true (naming it) and skips it elsewhere, so a developer without
 
 from __future__ import annotations
 
-import contextlib
 import pathlib
 import sys
 
@@ -13,17 +12,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from harness import paths  # noqa: E402
-from harness.paths import MissingComponent  # noqa: E402
-
-
-@contextlib.contextmanager
-def _component():
-    try:
-        yield
-    except MissingComponent as e:
-        if paths.in_ci():
-            pytest.fail(f"missing component under CI: {e}", pytrace=False)
-        pytest.skip(str(e))
+from harness.paths import component as _component  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,434 @@
+"""A thin ctypes layer over libbpf.so.1 (1.1.x): pinned maps, and the few
+program and map calls the tests need. No business logic lives here; callers
+deal in raw key/value bytes (see layout.py for the structures).
+
+libbpf >= 1.0 always runs in "strict" mode: its low-level bpf_* wrappers
+return -errno on failure *and* set errno. We read errno (use_errno=True) and
+fall back to -ret, so either convention yields the right error code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno as _errno
+import os
+from typing import Iterator, Sequence
+
+# Map types (enum bpf_map_type) the agent and the tests use.
+BPF_MAP_TYPE_HASH = 1
+BPF_MAP_TYPE_ARRAY = 2
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_PERCPU_ARRAY = 6
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LRU_PERCPU_HASH = 10
+PERCPU_MAP_TYPES = frozenset({BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                              BPF_MAP_TYPE_LRU_PERCPU_HASH})
+
+# Element update flags.
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+
+BPF_OBJ_NAME_LEN = 16
+
+
+class BpfError(Exception):
+    """A failed bpf() call: which operation, on what, and the kernel's errno."""
+
+    def __init__(self, op: str, path: str, err: int, detail: str = ""):
+        self.op = op
+        self.path = path
+        self.errno = err
+        name = _errno.errorcode.get(err, f"errno {err}")
+        msg = f"bpf {op} on {path} failed: {name} ({os.strerror(err)})"
+        super().__init__(msg + (f"; {detail}" if detail else ""))
+
+
+# -- libbpf binding -----------------------------------------------------------
+
+class _MapInfo(ctypes.Structure):
+    # struct bpf_map_info up to map_extra; the kernel copies min(its, ours).
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32), ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32), ("map_flags", ctypes.c_uint32),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+        ("ifindex", ctypes.c_uint32), ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("netns_dev", ctypes.c_uint64), ("netns_ino", ctypes.c_uint64),
+        ("btf_id", ctypes.c_uint32), ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32), ("_pad", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+    ]
+
+
+class _BatchOpts(ctypes.Structure):
+    # struct bpf_map_batch_opts; libbpf rejects an opts whose sz it does not know.
+    _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
+
+
+class _TestRunOpts(ctypes.Structure):
+    # struct bpf_test_run_opts as in libbpf 1.1's bpf.h (80 bytes).
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p), ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p), ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32), ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32), ("batch_size", ctypes.c_uint32),
+    ]
+
+
+_P = ctypes.c_void_p
+_U32P = ctypes.POINTER(ctypes.c_uint32)
+_SIGNATURES = {
+    "bpf_obj_get": ([ctypes.c_char_p], ctypes.c_int),
+    "bpf_obj_pin": ([ctypes.c_int, ctypes.c_char_p], ctypes.c_int),
+    "bpf_obj_get_info_by_fd": ([ctypes.c_int, _P, _U32P], ctypes.c_int),
+    "bpf_map_lookup_elem": ([ctypes.c_int, _P, _P], ctypes.c_int),
+    "bpf_map_update_elem": ([ctypes.c_int, _P, _P, ctypes.c_uint64], ctypes.c_int),
+    "bpf_map_delete_elem": ([ctypes.c_int, _P], ctypes.c_int),
+    "bpf_map_get_next_key": ([ctypes.c_int, _P, _P], ctypes.c_int),
+    "bpf_map_update_batch": ([ctypes.c_int, _P, _P, _U32P, ctypes.POINTER(_BatchOpts)], ctypes.c_int),
+    "bpf_map_delete_batch": ([ctypes.c_int, _P, _U32P, ctypes.POINTER(_BatchOpts)], ctypes.c_int),
+    "bpf_map_create": ([ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32,
+                        ctypes.c_uint32, _P], ctypes.c_int),
+    "bpf_prog_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
+    "bpf_prog_test_run_opts": ([ctypes.c_int, ctypes.POINTER(_TestRunOpts)], ctypes.c_int),
+    "libbpf_num_possible_cpus": ([], ctypes.c_int),
+}
+_lib = None
+
+
+def _libbpf():
+    """Loaded on first use, so importing this module needs no libbpf."""
+    global _lib
+    if _lib is None:
+        lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
+        for name, (args, res) in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = args, res
+        _lib = lib
+    return _lib
+
+
+def _call(name: str, *args) -> tuple[int, int]:
+    """(ret, errno): errno is 0 on success, else the positive error code."""
+    fn = getattr(_libbpf(), name)
+    ctypes.set_errno(0)
+    ret = fn(*args)
+    if ret >= 0:
+        return ret, 0
+    return ret, ctypes.get_errno() or -ret
+
+
+def _check(name: str, op: str, path: str, *args) -> int:
+    ret, err = _call(name, *args)
+    if err:
+        raise BpfError(op, path, err)
+    return ret
+
+
+def num_possible_cpus() -> int:
+    n = _libbpf().libbpf_num_possible_cpus()
+    if n <= 0:
+        raise BpfError("num_possible_cpus", "/sys/devices/system/cpu/possible", -n)
+    return n
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def obj_get(path: str | os.PathLike) -> int:
+    """A new fd for a pinned object (map or program); the caller closes it."""
+    path = os.fspath(path)
+    return _check("bpf_obj_get", "obj get", path, path.encode())
+
+
+# -- maps ---------------------------------------------------------------------
+
+class PinnedMap:
+    """A BPF map opened from its bpffs pin; keys and values are raw bytes.
+
+    For per-CPU maps every value is `round_up(value_size, 8) * possible CPUs`
+    bytes (`value_buffer_size`): use lookup_percpu(), and pass that full
+    buffer (or update_percpu()) when writing."""
+
+    def __init__(self, fd: int, path: str):
+        self.fd = fd
+        self.path = path
+        info = _MapInfo()
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        try:
+            _check("bpf_obj_get_info_by_fd", "map info", path, fd, ctypes.byref(info), ctypes.byref(size))
+        except BaseException:
+            os.close(fd)
+            self.fd = -1  # __del__ runs on a half-built object too
+            raise
+        self.map_type = info.type
+        self.id = info.id
+        self.key_size = info.key_size
+        self.value_size = info.value_size
+        self.max_entries = info.max_entries
+        self.map_flags = info.map_flags
+        self.name = info.name.decode(errors="replace")  # the kernel keeps 15 chars
+        self.percpu = self.map_type in PERCPU_MAP_TYPES
+        self.ncpus = num_possible_cpus() if self.percpu else 1
+        self.value_buffer_size = (_round8(self.value_size) * self.ncpus if self.percpu
+                                  else self.value_size)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "PinnedMap":
+        return cls(obj_get(path), os.fspath(path))
+
+    # -- lifetime
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> "PinnedMap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"PinnedMap({self.path!r}, type={self.map_type}, id={self.id}, key_size={self.key_size}, "
+                f"value_size={self.value_size}, max_entries={self.max_entries})")
+
+    # -- size checks: a wrong size would make the kernel read past our buffer
+    def _key(self, key: bytes) -> bytes:
+        if len(key) != self.key_size:
+            raise ValueError(f"{self.path}: key must be {self.key_size} bytes, got {len(key)}")
+        return bytes(key)
+
+    def _value(self, value: bytes) -> bytes:
+        if len(value) != self.value_buffer_size:
+            what = "per-CPU value buffer" if self.percpu else "value"
+            raise ValueError(f"{self.path}: {what} must be {self.value_buffer_size} bytes, got {len(value)}")
+        return bytes(value)
+
+    def _fd(self) -> int:
+        if self.fd < 0:
+            raise ValueError(f"{self.path}: map is closed")
+        return self.fd
+
+    # -- single elements
+    def _lookup_raw(self, key: bytes) -> bytes | None:
+        k = self._key(key)
+        buf = ctypes.create_string_buffer(self.value_buffer_size)
+        ret, err = _call("bpf_map_lookup_elem", self._fd(), k, buf)
+        if err == _errno.ENOENT:
+            return None
+        if err:
+            raise BpfError("map lookup", self.path, err)
+        return buf.raw
+
+    def lookup(self, key: bytes) -> bytes | None:
+        if self.percpu:
+            raise TypeError(f"{self.path} is a per-CPU map: use lookup_percpu()")
+        return self._lookup_raw(key)
+
+    def lookup_percpu(self, key: bytes) -> list[bytes] | None:
+        """One value_size-byte value per possible CPU, or None when absent."""
+        if not self.percpu:
+            raise TypeError(f"{self.path} is not a per-CPU map: use lookup()")
+        raw = self._lookup_raw(key)
+        if raw is None:
+            return None
+        step = _round8(self.value_size)
+        return [raw[i * step:i * step + self.value_size] for i in range(self.ncpus)]
+
+    def update(self, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+        _check("bpf_map_update_elem", "map update", self.path, self._fd(), self._key(key),
+               self._value(value), flags)
+
+    def update_percpu(self, key: bytes, values: Sequence[bytes], flags: int = BPF_ANY) -> None:
+        """Write one value per possible CPU (each value_size bytes)."""
+        if not self.percpu or len(values) != self.ncpus:
+            raise ValueError(f"{self.path}: need {self.ncpus} per-CPU values, got {len(values)}")
+        step = _round8(self.value_size)
+        buf = bytearray(self.value_buffer_size)
+        for i, v in enumerate(values):
+            if len(v) != self.value_size:
+                raise ValueError(f"{self.path}: value must be {self.value_size} bytes, got {len(v)}")
+            buf[i * step:i * step + len(v)] = v
+        self.update(key, bytes(buf), flags)
+
+    def delete(self, key: bytes) -> bool:
+        """True if the key was there; False if it was already absent."""
+        ret, err = _call("bpf_map_delete_elem", self._fd(), self._key(key))
+        if err == _errno.ENOENT:
+            return False
+        if err:
+            raise BpfError("map delete", self.path, err)
+        return True
+
+    # -- iteration
+    def keys(self) -> Iterator[bytes]:
+        """Every key. A hash map changed meanwhile may restart the walk or skip
+        keys (kernel semantics of BPF_MAP_GET_NEXT_KEY)."""
+        fd = self._fd()
+        cur = None
+        nxt = ctypes.create_string_buffer(self.key_size)
+        while True:
+            ret, err = _call("bpf_map_get_next_key", fd, cur, nxt)
+            if err == _errno.ENOENT:
+                return
+            if err:
+                raise BpfError("map get_next_key", self.path, err)
+            cur = nxt.raw
+            yield cur
+
+    def items(self) -> Iterator[tuple[bytes, bytes | list[bytes]]]:
+        """(key, value); for per-CPU maps the value is lookup_percpu()'s list.
+        Keys deleted while walking are skipped."""
+        get = self.lookup_percpu if self.percpu else self.lookup
+        for k in self.keys():
+            v = get(k)
+            if v is not None:
+                yield k, v
+
+    # -- batches: one syscall for many elements
+    def update_batch(self, keys: Sequence[bytes], values: Sequence[bytes], flags: int = BPF_ANY) -> None:
+        """Write all pairs. The kernel's generic batch update accepts only
+        elem_flags 0 (BPF_ANY) or BPF_F_LOCK: NOEXIST/EXIST give EINVAL.
+        On failure the BpfError says how many pairs were written first."""
+        if len(keys) != len(values):
+            raise ValueError(f"{len(keys)} keys but {len(values)} values")
+        if not keys:
+            return
+        kbuf = b"".join(self._key(k) for k in keys)
+        vbuf = b"".join(self._value(v) for v in values)
+        opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts), elem_flags=flags)
+        count = ctypes.c_uint32(len(keys))
+        ret, err = _call("bpf_map_update_batch", self._fd(), kbuf, vbuf, ctypes.byref(count),
+                         ctypes.byref(opts))
+        if err:
+            raise BpfError("map update batch", self.path, err,
+                           f"{_progress(count.value, len(keys))} of {len(keys)} elements were written")
+
+    def delete_batch(self, keys: Sequence[bytes]) -> int:
+        """Delete keys; absent keys are skipped (the kernel stops a batch at
+        the first ENOENT, so we resume after it). Returns how many were
+        deleted. On another failure the BpfError says how many were deleted."""
+        kbuf = b"".join(self._key(k) for k in keys)
+        opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
+        total, start, deleted = len(keys), 0, 0
+        while start < total:
+            count = ctypes.c_uint32(total - start)
+            ptr = ctypes.c_char_p(kbuf[start * self.key_size:])
+            ret, err = _call("bpf_map_delete_batch", self._fd(), ptr, ctypes.byref(count),
+                             ctypes.byref(opts))
+            done = _progress(count.value, total - start) if err else total - start
+            deleted += done
+            if not err:
+                break
+            if err != _errno.ENOENT:
+                raise BpfError("map delete batch", self.path, err,
+                               f"{deleted} of {total} elements were deleted")
+            start += done + 1  # step over the absent key
+        return deleted
+
+
+def _progress(count: int, asked: int) -> int:
+    """Elements a failed batch call processed. The kernel writes the count
+    back only once it has started the loop; an early failure (bad flags, say)
+    leaves our input there, and a loop failure always stops short of it."""
+    return 0 if count >= asked else count
+
+
+def create_map(map_type: int, key_size: int, value_size: int, max_entries: int, name: str = "") -> int:
+    """Create an anonymous map; returns its fd. For tests and fixtures: the
+    agent itself only opens maps bpfman created. The kernel keeps 15 name
+    characters."""
+    return _check("bpf_map_create", "map create", name or "(anonymous map)", map_type,
+                  name[:BPF_OBJ_NAME_LEN - 1].encode() or None, key_size, value_size, max_entries, None)
+
+
+def pin(fd: int, path: str | os.PathLike) -> None:
+    """Pin a map or program fd on a bpffs path (tests and fixtures)."""
+    path = os.fspath(path)
+    _check("bpf_obj_pin", "obj pin", path, fd, path.encode())
+
+
+# -- programs (tests) ---------------------------------------------------------
+
+class SkBuff(ctypes.Structure):
+    """struct __sk_buff (uapi, 192 bytes), the ctx of a TC program. For
+    BPF_PROG_TEST_RUN the kernel accepts only mark, priority,
+    ingress_ifindex, ifindex, cb, tstamp, wire_len, gso_segs, gso_size and
+    hwtstamp as non-zero input, and writes all 192 bytes back, so ctx_out
+    must be sizeof(SkBuff) (a smaller buffer gives ENOSPC)."""
+
+    _fields_ = [
+        ("len", ctypes.c_uint32), ("pkt_type", ctypes.c_uint32), ("mark", ctypes.c_uint32),
+        ("queue_mapping", ctypes.c_uint32), ("protocol", ctypes.c_uint32),
+        ("vlan_present", ctypes.c_uint32), ("vlan_tci", ctypes.c_uint32),
+        ("vlan_proto", ctypes.c_uint32), ("priority", ctypes.c_uint32),
+        ("ingress_ifindex", ctypes.c_uint32), ("ifindex", ctypes.c_uint32),
+        ("tc_index", ctypes.c_uint32), ("cb", ctypes.c_uint32 * 5), ("hash", ctypes.c_uint32),
+        ("tc_classid", ctypes.c_uint32), ("data", ctypes.c_uint32), ("data_end", ctypes.c_uint32),
+        ("napi_id", ctypes.c_uint32), ("family", ctypes.c_uint32), ("remote_ip4", ctypes.c_uint32),
+        ("local_ip4", ctypes.c_uint32), ("remote_ip6", ctypes.c_uint32 * 4),
+        ("local_ip6", ctypes.c_uint32 * 4), ("remote_port", ctypes.c_uint32),
+        ("local_port", ctypes.c_uint32), ("data_meta", ctypes.c_uint32),
+        ("flow_keys", ctypes.c_uint64),  # __bpf_md_ptr: a pointer in a 64-bit slot
+        ("tstamp", ctypes.c_uint64), ("wire_len", ctypes.c_uint32), ("gso_segs", ctypes.c_uint32),
+        ("sk", ctypes.c_uint64), ("gso_size", ctypes.c_uint32), ("tstamp_type", ctypes.c_uint8),
+        ("_pad", ctypes.c_uint8 * 3),  # __u32 :24
+        ("hwtstamp", ctypes.c_uint64),
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRun:
+    __test__ = False  # not a pytest class
+    retval: int
+    data_out: bytes
+    ctx_out: bytes | None
+    duration: int  # ns, average per repetition
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    """A new fd for a loaded program (the caller closes it)."""
+    return _check("bpf_prog_get_fd_by_id", "prog get_fd_by_id", f"program id {prog_id}", prog_id)
+
+
+def test_run(prog_fd: int, data: bytes, ctx: bytes | None = None, ctx_out_size: int = 0,
+             repeat: int = 1, data_out_size: int | None = None) -> TestRun:
+    """BPF_PROG_TEST_RUN. ctx_out_size 0 asks for no ctx back; for TC
+    programs pass ctypes.sizeof(SkBuff). data_out gets room for len(data) +
+    256 bytes unless data_out_size says otherwise. With repeat > 1 the kernel
+    runs every repetition on the same skb, so ctx changes accumulate."""
+    out_size = len(data) + 256 if data_out_size is None else data_out_size
+    data_out = ctypes.create_string_buffer(max(out_size, 1))
+    ctx_out = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
+    data_in = ctypes.create_string_buffer(bytes(data), len(data))
+    ctx_in = ctypes.create_string_buffer(bytes(ctx), len(ctx)) if ctx else None
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(data_in, ctypes.c_void_p), data_size_in=len(data),
+        data_out=ctypes.cast(data_out, ctypes.c_void_p), data_size_out=out_size,
+        ctx_in=ctypes.cast(ctx_in, ctypes.c_void_p) if ctx_in is not None else None,
+        ctx_size_in=len(ctx) if ctx else 0,
+        ctx_out=ctypes.cast(ctx_out, ctypes.c_void_p) if ctx_out is not None else None,
+        ctx_size_out=ctx_out_size, repeat=repeat,
+    )
+    _check("bpf_prog_test_run_opts", "prog test run", f"program fd {prog_fd}", prog_fd, ctypes.byref(opts))
+    return TestRun(
+        retval=opts.retval,
+        data_out=data_out.raw[:opts.data_size_out],
+        ctx_out=ctx_out.raw[:opts.ctx_size_out] if ctx_out is not None else None,
+        duration=opts.duration,
+    )

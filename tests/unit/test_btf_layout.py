@@ -1,0 +1,149 @@
+"""layout.py against the compiled object's BTF: every mirror struct, every map
+and the config global must match the C definitions byte for byte."""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import inspect
+import ipaddress
+import re
+
+import pytest
+
+from blixt.dataplane import bpf, btf, layout
+from blixt.dataplane.marks import MarkConfig
+from harness import paths
+
+pytestmark = pytest.mark.unit
+
+
+def mismatches(cls: type[ctypes.Structure], want: btf.Struct) -> list[str]:
+    """Differences between a ctypes Structure and a BTF struct, by field."""
+    out = []
+    if ctypes.sizeof(cls) != want.size:
+        out.append(f"{cls.__name__}: size {ctypes.sizeof(cls)} != {want.name} size {want.size}")
+    got = [(name, getattr(cls, name).offset, getattr(cls, name).size) for name, *_ in cls._fields_]
+    exp = [(m.name, m.offset, m.size) for m in want.members]
+    if got != exp:
+        out.append(f"{cls.__name__} fields {got} != {want.name} members {exp}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def obj_btf(bytecode_object) -> btf.Btf:
+    return btf.Btf.from_elf(bytecode_object)
+
+
+def mirrors() -> list[type[layout._Struct]]:
+    return [c for _, c in inspect.getmembers(layout, inspect.isclass)
+            if issubclass(c, ctypes.Structure) and c.__module__ == layout.__name__ and c is not layout._Struct]
+
+
+def test_every_mirror_names_its_c_struct():
+    assert {c.__name__ for c in mirrors()} == {
+        "ServiceKey", "Service", "SlotKey", "Slot", "MemberKey", "AffinityKey", "Affinity",
+        "Stats", "FlowKey", "Config"}
+    assert all(c._c_name_ for c in mirrors())
+
+
+@pytest.mark.parametrize("cls", mirrors(), ids=lambda c: c.__name__)
+def test_mirror_matches_btf(obj_btf, cls):
+    assert mismatches(cls, obj_btf.struct(cls._c_name_)) == []
+
+
+def test_every_struct_in_the_header_has_a_mirror():
+    header = (paths.REPO / "bytecode" / "blixt.h").read_text()
+    declared = set(re.findall(r"^struct (\w+) \{", header, re.M))
+    assert declared == {c._c_name_ for c in mirrors()}
+
+
+def test_a_wrong_mirror_is_reported(obj_btf):
+    class Swapped(ctypes.Structure):   # port and proto swapped, pad missing
+        _fields_ = [("addr", ctypes.c_uint32), ("proto", ctypes.c_uint8), ("port", ctypes.c_uint16)]
+
+    class Widened(ctypes.Structure):   # same names, one field too wide
+        _fields_ = [("backend_id", ctypes.c_uint64), ("flags", ctypes.c_uint32)]
+
+    assert len(mismatches(Swapped, obj_btf.struct("blixt_service_key"))) == 1
+    assert len(mismatches(Widened, obj_btf.struct("blixt_slot"))) == 2  # size and fields
+
+
+def test_maps_match_btf(obj_btf):
+    defs = obj_btf.maps()
+    assert set(defs) == set(layout.MAPS)
+    for name, spec in layout.MAPS.items():
+        d = defs[name]
+        assert (d.key_size, d.value_size, d.max_entries) == (
+            ctypes.sizeof(spec.key), ctypes.sizeof(spec.value), spec.max_entries), name
+        # Struct-typed keys and values must be the mirror of that very struct.
+        for cls, c_name in ((spec.key, d.key_type_name), (spec.value, d.value_type_name)):
+            if issubclass(cls, ctypes.Structure):
+                assert cls._c_name_ == c_name, name
+        assert (d.map_type in bpf.PERCPU_MAP_TYPES) == (name in layout.PERCPU_MAPS), name
+
+
+def test_config_matches_global(obj_btf):
+    assert ctypes.sizeof(layout.Config) == obj_btf.var_size("blixt_cfg")
+
+
+def _c_int(expr: str) -> int:
+    """Evaluate a C integer macro body: literals with u/ull suffixes, + - * <<."""
+    tree = ast.parse(re.sub(r"\b(0x[0-9a-fA-F]+|\d+)[uUlL]+\b", r"\1", expr), mode="eval")
+    allowed = (ast.Expression, ast.BinOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.LShift)
+    if not all(isinstance(n, allowed) for n in ast.walk(tree)):
+        raise ValueError(f"not a simple C integer expression: {expr}")
+    return eval(compile(tree, "<macro>", "eval"))
+
+
+def test_constants_match_header():
+    header = (paths.REPO / "bytecode" / "blixt.h").read_text()
+    macros = {name: _c_int(body.split("/*")[0]) for name, body in
+              re.findall(r"^#define BLIXT_(\w+)[ \t]+(.+)$", header, re.M)}
+    assert macros, "no BLIXT_ macros found"
+    for name, value in macros.items():
+        assert getattr(layout, name) == value, name
+    d = MarkConfig()
+    assert (d.id_shift, d.id_mask, d.masq_mark, d.reject_mark) == (
+        layout.DEFAULT_ID_SHIFT, layout.DEFAULT_ID_MASK, layout.DEFAULT_MASQ_MARK, layout.DEFAULT_REJECT_MARK)
+
+
+def test_keys_are_network_order():
+    k = layout.ServiceKey.of("10.0.0.1", 80, "tcp")
+    assert bytes(k) == bytes([10, 0, 0, 1, 0, 80, 6, 0])
+    assert k.as_tuple() == (int(ipaddress.IPv4Address("10.0.0.1")), 80, 6)
+    assert layout.ServiceKey.from_tuple(k.as_tuple()) == k
+    assert bytes(layout.ServiceKey.of(None, 30080, "udp")) == bytes([0, 0, 0, 0, 0x75, 0x80, 17, 0])
+    assert bytes(layout.AffinityKey.of("192.0.2.7", 3))[:4] == bytes([192, 0, 2, 7])
+    f = layout.FlowKey.of("1.2.3.4", "5.6.7.8", 1000, 53, "udp")
+    assert bytes(f) == bytes([1, 2, 3, 4, 5, 6, 7, 8, 0x03, 0xE8, 0, 53, 17, 0, 0, 0])
+    assert f.as_tuple() == (ipaddress.IPv4Address("1.2.3.4"), ipaddress.IPv4Address("5.6.7.8"), 1000, 53, 17)
+
+
+def test_config_of_marks():
+    c = layout.Config.of(MarkConfig(id_shift=4, id_mask=0xFF0, masq_mark=0x1000, reject_mark=0x2000))
+    assert (c.id_shift, c.id_mask, c.masq_mark, c.reject_mark) == (4, 0xFF0, 0x1000, 0x2000)
+
+
+def test_skbuff_matches_btf(obj_btf):
+    """The test-run ctx mirror, against the __sk_buff the object was built with
+    (its two anonymous pointer unions are named flow_keys and sk here)."""
+    want = obj_btf.struct("__sk_buff")
+    assert ctypes.sizeof(bpf.SkBuff) == want.size
+    got = {name: (getattr(bpf.SkBuff, name).offset, getattr(bpf.SkBuff, name).size)
+           for name, *_ in bpf.SkBuff._fields_}
+    for m in want.members:
+        if m.name:
+            assert got[m.name] == (m.offset, m.size), m.name
+    assert [(m.offset, m.size) for m in want.members if not m.name] == [got["flow_keys"], got["sk"]]
+
+
+def test_btf_rejects_bitfields():
+    # vmlinux's sk_buff has bitfields; the reader must say so, not guess.
+    vmlinux = "/sys/kernel/btf/vmlinux"
+    try:
+        kernel = btf.Btf.from_file(vmlinux)
+    except FileNotFoundError:
+        pytest.skip(f"{vmlinux} not present")
+    with pytest.raises(btf.BtfError, match="bitfield"):
+        kernel.struct("sk_buff")

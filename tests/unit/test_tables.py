@@ -1,0 +1,151 @@
+import ipaddress
+
+import pytest
+
+from blixt.dataplane import layout
+from blixt.dataplane.marks import MarkConfig
+from blixt.dataplane.model import Backend, Dataplane, Service
+from blixt.dataplane.tables import CapacityError, Current, plan, service_key
+
+MARKS = MarkConfig()
+VIP = "10.0.0.10"
+
+
+def svc(*backends, port=80, proto="tcp", addr=VIP, **kw):
+    return Service(addr, port, proto, tuple(backends), **kw)
+
+
+def b(i, weight=1, masq=False, port=8080):
+    return Backend(f"192.168.0.{i}", port, weight, masq)
+
+
+def applied(p, current=None):
+    """What the kernel holds after the plan, as the manager applies it."""
+    c = current or Current()
+    out = Current(dict(c.services), dict(c.slots), dict(c.members), dict(c.backends), set(c.local_addresses))
+    out.backends.update(p.nft_put)
+    out.slots.update(p.slots_put)
+    out.members.update(p.members_put)
+    out.local_addresses |= p.local_put
+    out.services.update(p.services_put)
+    for k in p.services_delete:
+        del out.services[k]
+    for k in p.slots_delete:
+        del out.slots[k]
+    for k in p.members_delete:
+        del out.members[k]
+    out.local_addresses -= p.local_delete
+    for k in p.nft_delete:
+        del out.backends[k]
+    return out
+
+
+def test_fresh_service_gets_ids_slots_members_and_nft_entries():
+    dp = Dataplane.of([svc(b(1, 70), b(2, 30), b(3, 0))])
+    p = plan(dp, Current(), MARKS)
+    key = service_key(dp.services[0])
+    sid, gen, count, flags, aff = p.services_put[key]
+    assert (sid, gen, count, flags) == (1, 0, 10, 0)
+    assert sorted(p.nft_put) == [1, 2]  # weight 0 gets no backend id
+    assert p.nft_put[1] == (ipaddress.IPv4Address("192.168.0.1"), 8080)
+    assert sorted(v[0] for v in p.slots_put.values()).count(1) == 7
+    assert set(p.members_put) == {(1, 1), (1, 2)}
+
+
+def test_same_desired_state_is_an_empty_plan():
+    dp = Dataplane.of([svc(b(1), b(2))], local_addresses=["192.0.2.1"])
+    state = applied(plan(dp, Current(), MARKS))
+    again = plan(dp, state, MARKS)
+    assert again.empty, again.summary()
+
+
+def test_backend_change_flips_generation_and_drops_old_slots():
+    first = Dataplane.of([svc(b(1), b(2))])
+    state = applied(plan(first, Current(), MARKS))
+    p = plan(Dataplane.of([svc(b(1), b(3))]), state, MARKS)
+    (key, val), = p.services_put.items()
+    assert val[1] == 1  # new generation
+    assert all(k[1] == 1 for k in p.slots_put)
+    assert sorted(p.slots_delete) == [(1, 0, 0), (1, 0, 1)]
+    # backend 2 goes, 3 comes with a fresh id, never 2's.
+    assert p.nft_delete == [2]
+    assert list(p.nft_put) == [3]
+    after = applied(p, state)
+    assert set(after.slots) == {(1, 1, 0), (1, 1, 1)}
+
+
+def test_ids_survive_a_restart_reading_state_back():
+    dp = Dataplane.of([svc(b(1)), svc(b(2), port=81)])
+    state = applied(plan(dp, Current(), MARKS))
+    # A new agent starts with only the kernel's state: same ids, nothing to do.
+    p = plan(dp, state, MARKS)
+    assert p.empty
+    assert p.service_ids == {service_key(s): i + 1 for i, s in enumerate(dp.services)}
+
+
+def test_removed_service_cleans_everything():
+    dp = Dataplane.of([svc(b(1)), svc(b(2), port=81)])
+    state = applied(plan(dp, Current(), MARKS))
+    p = plan(Dataplane.of([svc(b(1))]), state, MARKS)
+    after = applied(p, state)
+    assert len(after.services) == 1
+    assert all(k[0] == 1 for k in after.slots)
+    assert set(after.members) == {(1, 1)}
+    assert set(after.backends) == {1}
+    assert p.stats_delete == [2]
+
+
+def test_no_backends_is_a_service_with_zero_slots():
+    p = plan(Dataplane.of([svc()]), Current(), MARKS)
+    (val,) = p.services_put.values()
+    assert val[2] == 0 and not p.slots_put
+
+
+def test_masquerade_and_affinity_flags():
+    p = plan(Dataplane.of([svc(b(1, masq=True), affinity_timeout=30)]), Current(), MARKS)
+    (val,) = p.services_put.values()
+    assert val[3] == layout.SVC_AFFINITY and val[4] == 30
+    assert set(p.slots_put.values()) == {(1, layout.SLOT_MASQ)}
+
+
+def test_masquerade_change_rewrites_slots_and_members():
+    state = applied(plan(Dataplane.of([svc(b(1))]), Current(), MARKS))
+    p = plan(Dataplane.of([svc(b(1, masq=True))]), state, MARKS)
+    assert p.members_put == {(1, 1): (1, layout.SLOT_MASQ)}
+    assert list(p.slots_put.values()) == [(1, layout.SLOT_MASQ)]
+
+
+def test_wildcard_service_and_local_addresses():
+    dp = Dataplane.of([svc(b(1), addr=None, port=30080)], local_addresses=["192.0.2.2"])
+    p = plan(dp, Current(), MARKS)
+    assert list(p.services_put)[0][0] == 0
+    assert p.local_put == {int(ipaddress.IPv4Address("192.0.2.2"))}
+
+
+def test_shared_backend_has_one_id():
+    p = plan(Dataplane.of([svc(b(1)), svc(b(1), port=81, proto="udp")]), Current(), MARKS)
+    assert list(p.nft_put) == [1]
+
+
+def test_capacity_error_names_map_and_limit(monkeypatch):
+    monkeypatch.setattr(layout, "MAX_SERVICES", 2)
+    with pytest.raises(CapacityError) as exc:
+        plan(Dataplane.of([svc(b(1), port=p) for p in (1, 2, 3)]), Current(), MARKS)
+    assert "blixt_services" in str(exc.value) and "2" in str(exc.value)
+
+
+def test_backend_ids_limited_by_mark_field():
+    marks = MarkConfig(id_shift=8, id_mask=0x300)  # ids 1..3
+    with pytest.raises(CapacityError):
+        plan(Dataplane.of([svc(*(b(i) for i in range(1, 5)))]), Current(), marks)
+
+
+def test_duplicate_service_or_backend_rejected():
+    with pytest.raises(ValueError):
+        Dataplane.of([svc(b(1)), svc(b(2))])
+    with pytest.raises(ValueError):
+        svc(b(1), b(1))
+    with pytest.raises(ValueError):
+        Backend("::1", 80)
+    with pytest.raises(ValueError):
+        Backend("10.0.0.1", 0)
