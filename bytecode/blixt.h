@@ -92,8 +92,9 @@ struct blixt_flow_key {
 };
 
 /* Where the decision goes in skb->mark. Set at load time through bpfman's
- * global data (variable blixt_cfg); the defaults stay clear of kube-proxy's
- * 0x4000/0x8000 and of the low byte other CNIs use. */
+ * global data (variable blixt_cfg). The defaults stay clear of kube-proxy's
+ * 0x4000/0x8000 and of the low 12 bits other CNIs use: backend ids take the
+ * top 16 bits (65535 backends per node). */
 struct blixt_config {
 	__u32 id_shift;       /* backend id goes to (id << id_shift) & id_mask */
 	__u32 id_mask;
@@ -101,9 +102,9 @@ struct blixt_config {
 	__u32 reject_mark;    /* one bit: no backends, reject */
 };
 
-#define BLIXT_DEFAULT_ID_SHIFT    8
-#define BLIXT_DEFAULT_ID_MASK     0x0fffff00u
-#define BLIXT_DEFAULT_MASQ_MARK   0x10000000u
-#define BLIXT_DEFAULT_REJECT_MARK 0x20000000u
+#define BLIXT_DEFAULT_ID_SHIFT    16
+#define BLIXT_DEFAULT_ID_MASK     0xffff0000u
+#define BLIXT_DEFAULT_MASQ_MARK   0x00001000u
+#define BLIXT_DEFAULT_REJECT_MARK 0x00002000u
 
 #endif /* BLIXT_H */

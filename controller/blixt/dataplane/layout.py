@@ -13,14 +13,16 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import sys
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .marks import MarkConfig
 
 c_u8 = ctypes.c_uint8
 c_u16 = ctypes.c_uint16
 c_u32 = ctypes.c_uint32
 c_u64 = ctypes.c_uint64
+
+if TYPE_CHECKING:  # marks.py takes its defaults from here
+    from .marks import MarkConfig
 
 # Map capacities (BLIXT_MAX_*).
 MAX_SERVICES = 65536
@@ -34,10 +36,10 @@ SVC_AFFINITY = 1 << 0   # BLIXT_SVC_AFFINITY
 SLOT_MASQ = 1 << 0      # BLIXT_SLOT_MASQ
 UDP_FLOW_IDLE_NS = 30 * 1_000_000_000
 
-DEFAULT_ID_SHIFT = 8
-DEFAULT_ID_MASK = 0x0FFFFF00
-DEFAULT_MASQ_MARK = 0x10000000
-DEFAULT_REJECT_MARK = 0x20000000
+DEFAULT_ID_SHIFT = 16
+DEFAULT_ID_MASK = 0xFFFF0000
+DEFAULT_MASQ_MARK = 0x00001000
+DEFAULT_REJECT_MARK = 0x00002000
 
 PROTOCOLS = {"tcp": 6, "udp": 17}
 

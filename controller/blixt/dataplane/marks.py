@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import layout
+
 
 @dataclasses.dataclass(frozen=True)
 class MarkConfig:
-    id_shift: int = 8
-    id_mask: int = 0x0FFFFF00
-    masq_mark: int = 0x10000000
-    reject_mark: int = 0x20000000
+    """Defaults (blixt.h) leave the low 12 bits and kube-proxy's 0x4000/0x8000
+    to others: backend ids in the top 16 bits, so up to 65535 backends per
+    node; widen id_mask where a node needs more and those bits are free."""
+
+    id_shift: int = layout.DEFAULT_ID_SHIFT
+    id_mask: int = layout.DEFAULT_ID_MASK
+    masq_mark: int = layout.DEFAULT_MASQ_MARK
+    reject_mark: int = layout.DEFAULT_REJECT_MARK
 
     def __post_init__(self):
         for name in ("masq_mark", "reject_mark"):

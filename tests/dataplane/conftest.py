@@ -1,0 +1,65 @@
+"""Dataplane fixtures: a node namespace whose dataplane the Manager programs
+from the bytecode image bpfman pulled from the TLS registry, with echo
+servers in the pod namespaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from blixt.bpfman import client as bc
+from blixt.dataplane.manager import Attachment, Manager, Settings
+from harness import paths
+from harness.traffic import PORT
+
+
+class Node:
+    """A topology with the dataplane loaded on the node and servers in the pods."""
+
+    def __init__(self, topo, manager: Manager):
+        self.topo = topo
+        self.manager = manager
+        self.servers: list[subprocess.Popen] = []
+        for i, pod in enumerate(topo.pods):
+            proc = pod.popen(sys.executable, "-m", "harness.traffic", "serve", f"pod{i}", "--port", str(PORT),
+                             cwd=str(paths.REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+            self.servers.append(proc)
+            line = proc.stdout.readline().strip()
+            assert line == "ready", f"echo server in {pod.netns} did not start: {line}"
+
+    def client(self, *args: str, timeout: float = 120) -> dict:
+        res = self.topo.client.exec(sys.executable, "-m", "harness.traffic", *map(str, args),
+                                    cwd=str(paths.REPO / "tests"), timeout=timeout)
+        return json.loads(res.stdout)
+
+    def conntrack(self) -> str:
+        return self.topo.node.exec("conntrack", "-L", check=False).stdout
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.kill()
+            s.wait()
+
+
+@pytest.fixture
+def node(attach_mode, bpfman, bytecode_image, netns):
+    topo = netns(pods=3)
+    # VIPs are routed to the node, like a LoadBalancer address or a ClusterIP.
+    topo.client.exec("ip", "route", "add", "198.18.100.0/24", "via", topo.node.address)
+    settings = Settings(
+        node="test-node",
+        bytecode=bc.Image(bytecode_image),
+        attachments=(Attachment("eth-client"),) + tuple(Attachment(f"eth-pod{i}") for i in range(3)),
+        mode=attach_mode,
+        netns=topo.node.netns,
+    )
+    manager = Manager(bpfman, settings)
+    manager.ensure_loaded()
+    n = Node(topo, manager)
+    yield n
+    n.close()
+    manager.remove()

@@ -1,0 +1,148 @@
+"""Real traffic between namespaces through programs bpfman loaded from the
+OCI image, in both attach modes (the `node` fixture is parametrized)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+
+import pytest
+
+from blixt.dataplane.model import Backend, Dataplane, Service
+from blixt.dataplane.tables import CapacityError
+from harness import paths
+from harness.traffic import PORT, VIP
+
+
+def service(node, weights=(1, 1, 1), proto="tcp", masquerade=False, **kw):
+    backends = [Backend(pod.address, PORT, w, masquerade) for pod, w in zip(node.topo.pods, weights)]
+    return Service(VIP, PORT, proto, tuple(backends), name="test", **kw)
+
+
+def who(answers):
+    return collections.Counter(a.split()[0] for a in answers)
+
+
+def test_tcp_and_udp_reach_every_backend_and_replies_come_from_the_vip(node):
+    node.manager.apply(Dataplane.of([service(node), service(node, proto="udp")]))
+    tcp = node.client("tcp", VIP, PORT, "--count", 60, "--sport-base", 20000)
+    assert not tcp["errors"]
+    assert set(who(tcp["answers"])) == {"pod0", "pod1", "pod2"}
+    # The backend sees the client's own address: no masquerade by default.
+    assert all(a.split()[1].startswith(node.topo.client.address + ":") for a in tcp["answers"])
+    # Connected UDP sockets only accept replies from the VIP: each answer proves reverse NAT.
+    udp = node.client("udp", VIP, PORT, "--count", 60, "--sport-base", 30000)
+    assert not udp["errors"]
+    assert set(who(udp["answers"])) == {"pod0", "pod1", "pod2"}
+
+
+def test_weights_hold_over_new_connections_and_udp_flows(node):
+    node.manager.apply(Dataplane.of([service(node, (70, 30, 0)), service(node, (70, 30, 0), proto="udp")]))
+    for proto, base in (("tcp", 21000), ("udp", 31000)):
+        res = node.client(proto, VIP, PORT, "--count", 500, "--sport-base", base)
+        assert not res["errors"], res["errors"][:5]
+        counts = who(res["answers"])
+        assert counts["pod2"] == 0, f"{proto}: weight 0 got traffic: {counts}"
+        share = counts["pod0"] / 500
+        assert 0.65 <= share <= 0.75, f"{proto}: pod0 share {share:.3f} outside 70% ±5: {counts}"
+
+
+def test_conntrack_shows_the_dnat_reply_tuple(node):
+    node.manager.apply(Dataplane.of([service(node, (1, 0, 0))]))
+    res = node.client("tcp", VIP, PORT, "--count", 1)
+    assert res["answers"][0].startswith("pod0")
+    table = node.conntrack()
+    pod0 = node.topo.pods[0].address
+    lines = [l for l in table.splitlines() if f"dst={VIP}" in l and f"src={pod0}" in l]
+    assert lines, f"no DNAT entry for {VIP} -> {pod0} in:\n{table}"
+    assert f"dport={PORT}" in lines[0] and "tcp" in lines[0]
+
+
+def test_service_without_backends_rejects(node):
+    node.manager.apply(Dataplane.of([service(node, (0, 0, 0)), service(node, (0, 0, 0), proto="udp")]))
+    tcp = node.client("tcp", VIP, PORT, "--count", 1)
+    assert tcp["errors"] and "ConnectionRefusedError" in tcp["errors"][0], tcp
+    assert tcp["max_ms"] < 1000  # a reset, not a timeout
+    udp = node.client("udp", VIP, PORT, "--count", 1)
+    assert udp["errors"] and "ConnectionRefusedError" in udp["errors"][0], udp
+
+
+def test_masquerade_bit_shows_node_address_to_backend(node):
+    node.manager.apply(Dataplane.of([service(node, (1, 0, 0), masquerade=True)]))
+    res = node.client("tcp", VIP, PORT, "--count", 3)
+    assert not res["errors"]
+    node_side = node.topo.pods[0].address.rsplit(".", 1)[0] + ".1"
+    assert all(a.split()[1].startswith(node_side + ":") for a in res["answers"]), res["answers"]
+
+
+def test_backend_change_keeps_established_connections(node):
+    node.manager.apply(Dataplane.of([service(node, (1, 0, 0))]))
+    hold = node.topo.client.popen(
+        sys.executable, "-m", "harness.traffic", "hold", VIP, str(PORT), "--seconds", "3",
+        cwd=str(paths.REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline().strip() == "connected"
+        # Move the service to pod1 while the connection to pod0 is open.
+        node.manager.apply(Dataplane.of([service(node, (0, 1, 0))]))
+        fresh = node.client("tcp", VIP, PORT, "--count", 20, "--sport-base", 22000)
+        out, err = hold.communicate(timeout=30)
+    finally:
+        hold.kill()
+    held = json.loads(out)
+    assert not held["errors"], held
+    assert len(held["answers"]) > 10
+    assert set(who(held["answers"])) == {"pod0"}, "established flow moved or broke"
+    assert set(who(fresh["answers"])) == {"pod1"}, "new connections did not use the new set"
+
+
+def test_port_reuse_loop_does_not_stall(node):
+    """2,000 short connections from 20 source ports: each port is reused 100
+    times while conntrack still holds the previous flow in TIME_WAIT."""
+    node.manager.apply(Dataplane.of([service(node)]))
+    res = node.client("tcp", VIP, PORT, "--count", 2000, "--sport-base", 40000, "--sport-range", 20,
+                      timeout=300)
+    assert not res["errors"], res["errors"][:5]
+    assert len(res["answers"]) == 2000
+    slow = [d for d in res["durations_ms"] if d > 100]
+    assert not slow, f"{len(slow)} connections stalled over 100 ms (worst {max(slow):.0f} ms)"
+
+
+def test_capacity_error_names_map_and_keeps_state(node):
+    node.manager.apply(Dataplane.of([service(node)], local_addresses=["198.18.0.1"]))
+    before = node.manager.current()
+    too_many = [f"203.0.113.{i}" for i in range(1, 255)] + [f"198.51.100.{i}" for i in range(1, 10)]
+    with pytest.raises(CapacityError) as exc:
+        node.manager.apply(Dataplane.of([service(node, (0, 1, 0))], local_addresses=too_many))
+    assert "blixt_local_addrs" in str(exc.value) and "256" in str(exc.value)
+    assert node.manager.current() == before
+    res = node.client("tcp", VIP, PORT, "--count", 30, "--sport-base", 23000)
+    assert len(who(res["answers"])) == 3  # still the old, three-backend set
+
+
+def test_counters_count_packets_bytes_and_new_flows(node):
+    plan = node.manager.apply(Dataplane.of([service(node), service(node, proto="udp")]))
+    node.client("tcp", VIP, PORT, "--count", 5, "--sport-base", 24000)
+    node.client("udp", VIP, PORT, "--count", 7, "--sport-base", 34000)
+    stats = node.manager.stats()
+    tcp_id = next(i for k, i in plan.service_ids.items() if k[2] == 6)
+    udp_id = next(i for k, i in plan.service_ids.items() if k[2] == 17)
+    assert stats[tcp_id].new_flows == 5
+    assert stats[udp_id].new_flows == 7
+    assert stats[tcp_id].packets >= 5 * 4  # SYN, ACK, data, FIN, ACK at least per flow
+    assert stats[udp_id].packets == 7
+    assert stats[udp_id].bytes >= 7 * (14 + 20 + 8)
+
+
+def test_restart_adopts_programs_and_rewrites_nothing(node, bpfman):
+    from blixt.dataplane.manager import Manager
+    node.manager.apply(Dataplane.of([service(node)]))
+    ids = sorted(p.id for p in node.manager.programs)
+    again = Manager(bpfman, node.manager.settings)
+    again.ensure_loaded()
+    assert again.adopted
+    assert sorted(p.id for p in again.programs) == ids
+    assert again.apply(Dataplane.of([service(node)])).empty
+    res = node.client("tcp", VIP, PORT, "--count", 10, "--sport-base", 25000)
+    assert not res["errors"]
