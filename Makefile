@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode test unit demo conformance bench clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ bytecode: $(BUILD)/blixt.bpf.o ## compile the TC programs
 $(BUILD)/blixt.bpf.o: bytecode/blixt.bpf.c bytecode/blixt.h
 	@mkdir -p $(BUILD)
 	clang $(BPF_CFLAGS) -c $< -o $@
+
+BYTECODE_IMAGE ?= localhost:5443/blixt/bytecode:latest
+REGISTRY_CA ?=
+bytecode-image: bytecode venv ## build the bpfman OCI image from the object and push it to BYTECODE_IMAGE (REGISTRY_CA=ca.crt)
+	$(VPY) -m blixt.bytecode_image --object $(BUILD)/blixt.bpf.o --push $(BYTECODE_IMAGE) $(if $(REGISTRY_CA),--ca-file $(REGISTRY_CA))
 
 # bpfman-rpc insists on raising RLIMIT_MEMLOCK; see tests/harness/memlock_shim.c.
 $(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c

@@ -104,11 +104,8 @@ def bytecode_object() -> pathlib.Path:
 def bytecode_image(bytecode_object, registry) -> str:
     """The bytecode image pushed to the test registry; returns its reference."""
     from blixt import oci_image
-    image = oci_image.build_image(
-        bytecode_object.read_bytes(), bytecode_object.name,
-        programs={"blixt_tc": "tc", "blixt_tcx": "tcx"},
-        maps={"blixt_counters": "per_cpu_array"},
-    )
+    from blixt.bytecode_image import image_for
+    image = image_for(bytecode_object)
     ref = registry.ref("blixt/bytecode", "test")
     oci_image.push(image, ref, cafile=str(registry.ca.cert))
     return ref

@@ -213,6 +213,11 @@ class Btf:
         """Size of a global variable (e.g. blixt_cfg in .rodata)."""
         return self.size_of(self._type(self._find(VAR, name)).size_or_type)
 
+    def functions(self, linkage: int = 1) -> list[str]:
+        """Names of FUNC types with the given linkage (0 static, 1 global,
+        2 extern); in a BPF object the global ones are its programs."""
+        return [t.name for t in self.types[1:] if t is not None and t.kind == FUNC and t.vlen == linkage]
+
     def maps(self) -> dict[str, MapDef]:
         """Map definitions from the BTF-defined .maps section (libbpf's
         __uint/__type convention: __uint(x, N) is a pointer to int[N],
