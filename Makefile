@@ -72,9 +72,14 @@ conformance: ## Gateway API L4 conformance scenarios (arrives with the control p
 	@echo "make conformance arrives with the Gateway API control plane" >&2
 	@exit 1
 
-bench: ## benchmarks (arrive with the dataplane)
-	@echo "make bench arrives with the dataplane" >&2
-	@exit 1
+bench: bench-dataplane ## every benchmark
+
+bench-dataplane: deps bytecode $(BUILD)/rrbench ## TCP_RR/TCP_CRR vs direct veth and nft DNAT; 10k x 10 programming time (root)
+	$(VPY) tests/bench/dataplane.py $(BENCH_ARGS)
+
+$(BUILD)/rrbench: tests/bench/rrbench.c
+	@mkdir -p $(BUILD)
+	gcc -O2 -Wall -Wextra -Werror -pthread -o $@ $<
 
 clean: ## remove build outputs (not the cache in $(BLIXT_CACHE))
 	rm -rf $(BUILD)

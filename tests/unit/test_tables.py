@@ -5,7 +5,7 @@ import pytest
 from blixt.dataplane import layout
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Backend, Dataplane, Service
-from blixt.dataplane.tables import CapacityError, Current, plan, service_key
+from blixt.dataplane.tables import CapacityError, Current, after, plan, service_key
 
 MARKS = MarkConfig()
 VIP = "10.0.0.10"
@@ -21,23 +21,7 @@ def b(i, weight=1, masq=False, port=8080):
 
 def applied(p, current=None):
     """What the kernel holds after the plan, as the manager applies it."""
-    c = current or Current()
-    out = Current(dict(c.services), dict(c.slots), dict(c.members), dict(c.backends), set(c.local_addresses))
-    out.backends.update(p.nft_put)
-    out.slots.update(p.slots_put)
-    out.members.update(p.members_put)
-    out.local_addresses |= p.local_put
-    out.services.update(p.services_put)
-    for k in p.services_delete:
-        del out.services[k]
-    for k in p.slots_delete:
-        del out.slots[k]
-    for k in p.members_delete:
-        del out.members[k]
-    out.local_addresses -= p.local_delete
-    for k in p.nft_delete:
-        del out.backends[k]
-    return out
+    return after(current or Current(), p)
 
 
 def test_fresh_service_gets_ids_slots_members_and_nft_entries():

@@ -86,6 +86,9 @@ class Manager:
         self.programs: list[bpfman.Program] = []
         self.maps: dict[str, bpf.PinnedMap] = {}
         self.adopted = False
+        # What the kernel holds, read once and then kept in step with each
+        # apply; refresh() reads it again (the agent does on resync).
+        self._state: tables.Current | None = None
 
     # -- programs -----------------------------------------------------------
 
@@ -143,6 +146,7 @@ class Manager:
         self.client.unload(prog.id)
 
     def _open_maps(self) -> None:
+        self._state = None
         for m in self.maps.values():
             m.close()
         pin_dir = self.programs[0].map_pin_path
@@ -181,11 +185,17 @@ class Manager:
         cur.backends = dict(self.nft.backends())
         return cur
 
+    def refresh(self) -> tables.Current:
+        self._state = self.current()
+        return self._state
+
     def apply(self, desired: Dataplane) -> tables.Plan:
         """Make the kernel hold `desired`. On a CapacityError nothing is written."""
-        plan = tables.plan(desired, self.current(), self.settings.marks)
+        state = self._state if self._state is not None else self.refresh()
+        plan = tables.plan(desired, state, self.settings.marks)
         if plan.empty:
             return plan
+        self._state = None  # unknown until every write below has gone through
         L = layout
         m = self.maps
         if plan.nft_put:
@@ -202,6 +212,7 @@ class Manager:
         _delete(m["blixt_local_addrs"], [a.to_bytes(4, "big") for a in plan.local_delete])
         if plan.nft_delete:
             self.nft.apply_changes(put={}, delete=plan.nft_delete)
+        self._state = tables.after(state, plan)
         log.info("dataplane applied: %s", plan.summary())
         return plan
 

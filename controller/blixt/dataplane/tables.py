@@ -85,6 +85,28 @@ class Plan:
                 f"local addresses +{len(self.local_put)} -{len(self.local_delete)}")
 
 
+def after(current: Current, p: Plan) -> Current:
+    """What the kernel holds once `p` is applied to `current` (pure), so the
+    manager need not read every map back after each apply."""
+    out = Current(dict(current.services), dict(current.slots), dict(current.members),
+                  dict(current.backends), set(current.local_addresses))
+    out.backends.update(p.nft_put)
+    out.slots.update(p.slots_put)
+    out.members.update(p.members_put)
+    out.local_addresses |= p.local_put
+    out.services.update(p.services_put)
+    for k in p.services_delete:
+        del out.services[k]
+    for k in p.slots_delete:
+        del out.slots[k]
+    for k in p.members_delete:
+        del out.members[k]
+    out.local_addresses -= p.local_delete
+    for k in p.nft_delete:
+        del out.backends[k]
+    return out
+
+
 def service_key(svc: Service) -> ServiceKey:
     addr = int(svc.address) if svc.address is not None else 0
     return (addr, svc.port, PROTOCOLS[svc.protocol])

@@ -1,0 +1,59 @@
+"""Inputs and outputs of the translation: plain frozen values.
+
+Objects are the API server's JSON (camelCase dicts), keyed by name for
+cluster-scoped kinds and by (namespace, name) for namespaced ones."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, NamedTuple
+
+from blixt.dataplane.model import Dataplane
+
+CONTROLLER_NAME = "gateway.networking.k8s.io/blixt"
+GROUP = "gateway.networking.k8s.io"
+
+NsName = tuple[str, str]
+
+
+class ObjectRef(NamedTuple):
+    """Which object a status belongs to; namespace is None for a GatewayClass."""
+
+    kind: str
+    namespace: str | None
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    gateway_classes: Mapping[str, dict] = dataclasses.field(default_factory=dict)
+    gateways: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    tcp_routes: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    udp_routes: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    reference_grants: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    services: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    endpoint_slices: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+    namespaces: Mapping[str, dict] = dataclasses.field(default_factory=dict)
+    config_maps: Mapping[NsName, dict] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Translation:
+    statuses: Mapping[ObjectRef, dict]
+    dataplane: Dataplane
+    addresses: Mapping[NsName, list[str]]
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def generation(obj: dict) -> int:
+    return meta(obj).get("generation") or 0
+
+
+def age_key(obj: dict) -> tuple[str, str, str]:
+    """Oldest first: creationTimestamp (RFC 3339 in UTC sorts as text), then
+    namespace/name, the tie-break Gateway API prescribes for conflicts."""
+    m = meta(obj)
+    return (m.get("creationTimestamp") or "", m.get("namespace") or "", m.get("name") or "")
