@@ -131,7 +131,7 @@ def programming(bpfman: bc.BpfmanClient, services: int, backends: int) -> None:
         print(f"  building the desired value (Python objects)     {t_build:7.2f} s")
         print(f"  apply from empty ({plan.summary()})")
         print(f"                                                   {t_fill:7.2f} s")
-        print(f"  apply unchanged (reads back maps and nft map)    {t_same:7.2f} s")
+        print(f"  apply unchanged (plans against the kept state)   {t_same:7.2f} s")
         print(f"  one backend changed in 1,000 services ({churn.summary()})")
         print(f"                                                   {t_churn:7.2f} s")
     finally:

@@ -199,7 +199,7 @@ class Manager:
         L = layout
         m = self.maps
         if plan.nft_put:
-            self.nft.apply_changes(put=plan.nft_put, delete=())
+            self.nft.apply_changes(put=plan.nft_put, delete=(), known=state.backends)
         _put(m["blixt_slots"], [(L.SlotKey(*k), L.Slot(*v)) for k, v in plan.slots_put.items()])
         _put(m["blixt_members"], [(L.MemberKey(*k), L.Slot(*v)) for k, v in plan.members_put.items()])
         _put(m["blixt_local_addrs"], [(a.to_bytes(4, "big"), L.c_u32(1)) for a in plan.local_put])
@@ -211,7 +211,8 @@ class Manager:
         _delete(m["blixt_stats"], [L.c_u32(i) for i in plan.stats_delete])
         _delete(m["blixt_local_addrs"], [a.to_bytes(4, "big") for a in plan.local_delete])
         if plan.nft_delete:
-            self.nft.apply_changes(put={}, delete=plan.nft_delete)
+            known = {**state.backends, **plan.nft_put}
+            self.nft.apply_changes(put={}, delete=plan.nft_delete, known=known)
         self._state = tables.after(state, plan)
         log.info("dataplane applied: %s", plan.summary())
         return plan

@@ -348,9 +348,12 @@ class NatTable:
         removed = {bid: ep for bid, ep in current.items() if bid not in want}
         return self._commit(current, want, removed, stray)
 
-    def apply_changes(self, put: Mapping[int, tuple[str | IPv4Address, int]], delete: Iterable[int]) -> Diff:
+    def apply_changes(self, put: Mapping[int, tuple[str | IPv4Address, int]], delete: Iterable[int],
+                      known: Mapping[int, Endpoint] | None = None) -> Diff:
         """Add or replace `put`, delete the ids in `delete` (absent ones are
-        ignored); everything else stays. One transaction."""
+        ignored); everything else stays. One transaction. `known` is the map's
+        content when the caller already knows it: reading 100,000 elements
+        back from the kernel takes nft about two seconds."""
         want = {bid: self._validate(bid, v) for bid, v in put.items()}
         gone = list(delete)
         for bid in gone:
@@ -358,7 +361,7 @@ class NatTable:
                 raise ValueError(f"delete {bid!r}: not a backend id in 1..{self.marks.max_backend_id}")
             if bid in want:
                 raise ValueError(f"backend {bid}: both put and deleted")
-        current = self.backends()
+        current = dict(known) if known is not None else self.backends()
         removed = {bid: current[bid] for bid in gone if bid in current}
         return self._commit(current, want, removed, ())
 
