@@ -58,6 +58,9 @@ def traffic(bpfman: bc.BpfmanClient, rounds: int, seconds: float) -> None:
     try:
         pod = topo.pods[0]
         topo.client.exec("ip", "route", "add", "198.18.100.0/24", "via", topo.node.address)
+        # The CRR client closes first (as netperf's does) and reuses ports in
+        # TIME_WAIT; otherwise runs slow down as TIME_WAIT piles up, whatever the path.
+        topo.client.exec("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
         server = pod.popen(str(RRBENCH), "serve", str(PORT), stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
         topo.node.exec("nft", "-f", "-", input=(

@@ -6,8 +6,8 @@
  *   rrbench crr ADDR PORT SECONDS      a new connection per transaction
  *
  * Clients print "transactions=N seconds=S rate=R" (R per second). In crr the
- * server closes first, so TIME_WAIT stays on the server and client ports can
- * be reused at any rate. */
+ * client closes first, as in netperf: TIME_WAIT stays with the client, which
+ * should run with net.ipv4.tcp_tw_reuse=1 to reuse its ports at any rate. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -40,9 +40,9 @@ static void *handle(void *arg)
 	int fd = (int)(long)arg;
 	char c;
 
-	/* Answer every byte; "q" ends a crr transaction with the server's close. */
+	/* Answer every byte until the client closes. */
 	while (read(fd, &c, 1) == 1) {
-		if (write(fd, &c, 1) != 1 || c == 'q')
+		if (write(fd, &c, 1) != 1)
 			break;
 	}
 	close(fd);
@@ -125,12 +125,8 @@ int main(int argc, char **argv)
 	} else {
 		while (now() < end) {
 			int fd = dial(&sa);
-			char c;
 
-			transact(fd, 'q');
-			/* Wait for the server's FIN so it closes first. */
-			while (read(fd, &c, 1) > 0)
-				;
+			transact(fd, 'c');
 			close(fd);
 			n++;
 		}
