@@ -30,10 +30,32 @@ def test_agent_requires_node():
     assert "--node" in res.stderr
 
 
-def test_stub_commands_say_not_implemented_and_fail():
-    res = run_cli("controller")
-    assert res.returncode == cli.EXIT_NOT_IMPLEMENTED
-    assert "not implemented yet" in res.stderr
+def test_controller_names_a_missing_kubeconfig(tmp_path):
+    missing = tmp_path / "nope.kubeconfig"
+    res = run_cli("controller", "--kubeconfig", str(missing), "--apiserver-timeout", "1")
+    assert res.returncode == 1
+    assert str(missing) in res.stderr
+
+
+def test_agent_requires_bytecode_and_interface():
+    res = run_cli("agent", "--node", "n1")
+    assert res.returncode == 2
+    assert "--bytecode-image" in res.stderr or "--interface" in res.stderr
+
+
+def test_agent_names_missing_bpfman_socket(tmp_path):
+    sock = tmp_path / "bpfman.sock"
+    res = run_cli("agent", "--node", "n1", "--bytecode-file", "x.o", "--interface", "eth0",
+                  "--bpfman-socket", str(sock))
+    assert res.returncode == 1
+    assert str(sock) in res.stderr
+
+
+def test_agent_rejects_overlapping_marks():
+    res = run_cli("agent", "--node", "n1", "--bytecode-file", "x.o", "--interface", "eth0",
+                  "--mark-masquerade", "0x10000")
+    assert res.returncode == 2
+    assert "overlap" in res.stderr
 
 
 def test_bpfman_programs_names_missing_socket(tmp_path):

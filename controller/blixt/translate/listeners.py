@@ -30,8 +30,13 @@ class Listener:
         return self.protocol in PROTOCOLS
 
     @property
+    def port_ok(self) -> bool:
+        # The CRD enforces this; checked so one bad object cannot fail the whole translation.
+        return isinstance(self.port, int) and 1 <= self.port <= 65535
+
+    @property
     def accepted(self) -> bool:
-        return self.supported and not self.conflicted
+        return self.supported and self.port_ok and not self.conflicted
 
     @property
     def proto(self) -> str:
@@ -76,7 +81,7 @@ def evaluate(gw: dict) -> list[Listener]:
         _kinds(listener)
         out.append(listener)
     # Same port and protocol cannot be told apart at L4: none of them may win.
-    groups = collections.Counter((l.port, l.protocol) for l in out if l.supported)
+    groups = collections.Counter((l.port, l.protocol) for l in out if l.supported and l.port_ok)
     for listener in out:
-        listener.conflicted = listener.supported and groups[(listener.port, listener.protocol)] > 1
+        listener.conflicted = groups[(listener.port, listener.protocol)] > 1 and listener.supported and listener.port_ok
     return out

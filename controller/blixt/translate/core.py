@@ -1,0 +1,55 @@
+"""The translation: a Snapshot of API objects in, statuses to write and the
+desired dataplane out. Pure: no I/O, no clock (the caller passes `now`)."""
+
+from __future__ import annotations
+
+from . import addresses, dataplane, gateway, gatewayclass, routes
+from .backends import Index
+from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
+
+ROUTE_KINDS = (("TCPRoute", "tcp_routes"), ("UDPRoute", "udp_routes"))
+
+
+def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
+              node_name: str | None = None) -> Translation:
+    """node_name: when given, backends on other nodes are masqueraded and
+    local ones are not; when None (a cluster-wide view), all are."""
+    statuses: dict[ObjectRef, dict] = {}
+
+    classes = {}
+    for name, gwc in snapshot.gateway_classes.items():
+        if (gwc.get("spec") or {}).get("controllerName") != controller_name:
+            continue
+        classes[name] = gatewayclass.evaluate(gwc, snapshot.config_maps)
+        statuses[ObjectRef("GatewayClass", None, name)] = gatewayclass.status(gwc, classes[name], now)
+
+    gateways = {}
+    for key, gw in sorted(snapshot.gateways.items(), key=lambda kv: age_key(kv[1])):
+        cls_name = (gw.get("spec") or {}).get("gatewayClassName") or ""
+        if cls_name in classes:
+            gateways[key] = gateway.evaluate(gw, cls_name, classes[cls_name], snapshot.config_maps)
+
+    index = Index(snapshot)
+    by_id, resolutions = {}, {}
+    for kind, attr in ROUTE_KINDS:
+        for (ns, name), route in getattr(snapshot, attr).items():
+            entries, res = routes.attach(kind, route, gateways, snapshot.namespaces, index, controller_name, now)
+            if entries or routes.has_our_entries(route, controller_name):
+                statuses[ObjectRef(kind, ns, name)] = {"parents": entries}
+            if res is not None:
+                by_id[(kind, ns, name)] = route
+                resolutions[(kind, ns, name)] = res
+
+    accepted = [gs for gs in gateways.values() if gs.accepted.status]
+    assigned = addresses.assign([gs.request() for gs in accepted])
+    for gs in accepted:
+        gs.assigned = assigned[gs.key]
+
+    for key, gs in gateways.items():
+        statuses[ObjectRef("Gateway", *key)] = gateway.status(gs, now)
+
+    return Translation(
+        statuses=statuses,
+        dataplane=dataplane.build(gateways.values(), by_id, resolutions, index, node_name),
+        addresses={key: list(gs.assigned.addresses) for key, gs in gateways.items() if gs.programmed},
+    )

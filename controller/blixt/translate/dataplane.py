@@ -1,0 +1,36 @@
+"""The dataplane for all programmed Gateways: one Service per address and
+accepted listener, balanced over the backends of the listener's oldest
+attached route (the one that wins when several attach, as the conformance
+multiple-routes tests require; the others stay Accepted but get no traffic)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from blixt.dataplane.model import Dataplane, Service
+
+from .backends import Index, backends
+from .model import age_key
+
+
+def build(gateways, routes: dict, resolutions: dict, index: Index, node_name: str | None) -> Dataplane:
+    """routes: (kind, ns, name) -> route object; resolutions likewise."""
+    services, cache = [], {}
+    for gs in gateways:
+        if not gs.programmed:
+            continue
+        ns, name = gs.key
+        for l in gs.listeners:
+            if not l.accepted:
+                continue
+            winner = min(l.attached, key=lambda rid: age_key(routes[rid]), default=None)
+            if winner is None:
+                picked = ()  # no route: the dataplane rejects connections
+            else:
+                if winner not in cache:
+                    cache[winner] = backends(resolutions[winner].refs, index, node_name)
+                picked = cache[winner]
+            for addr in gs.assigned.addresses:
+                services.append(Service(ipaddress.IPv4Address(addr), l.port, l.proto, picked,
+                                        name=f"gateway/{ns}/{name}/{l.name}"))
+    return Dataplane.of(services)
