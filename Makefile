@@ -68,9 +68,10 @@ demo: ## local single-node demo (arrives with the dataplane and control plane)
 	@echo "make demo arrives with the dataplane and the Gateway API control plane; run 'make test' for now" >&2
 	@exit 1
 
-conformance: ## Gateway API L4 conformance scenarios (arrives with the control plane)
-	@echo "make conformance arrives with the Gateway API control plane" >&2
-	@exit 1
+conformance: deps ## blixt's L4 conformance scenarios (tests/conformance), as a pass/fail table (root)
+	@mkdir -p $(BUILD)
+	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
+	$(VPY) tests/conformance/report.py $(BUILD)/conformance.xml
 
 bench: bench-dataplane ## every benchmark
 

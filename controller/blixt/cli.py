@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import logging
+import os
+import signal
+import socket
+import subprocess
 import sys
+import threading
 
 from blixt import __version__
 from blixt.bpfman import client as bpfman
@@ -17,18 +24,122 @@ with TC eBPF programs that bpfman loads, and the kernel's conntrack and NAT.
 
 EPILOG = """\
 Run `blixt COMMAND --help` for the options of one command.
-Exit codes: 0 success, 1 runtime failure, 2 bad usage, 3 not implemented yet.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage.
 """
 
-EXIT_NOT_IMPLEMENTED = 3
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _not_implemented(what: str):
-    def run(args: argparse.Namespace) -> int:
-        print(f"blixt {what}: not implemented yet", file=sys.stderr)
-        return EXIT_NOT_IMPLEMENTED
+def _connect_apiserver(args: argparse.Namespace):
+    from blixt.kube import config
+    api = config.load_client(args.kubeconfig)
+    config.wait_for_apiserver(api, timeout=args.apiserver_timeout, log=logging.getLogger("blixt"))
+    return api
 
-    return run
+
+def _serve_until_signal(name: str, process, ready, bind: str) -> int:
+    """Run `process` (run/stop) with health and metrics until SIGTERM/SIGINT."""
+    from blixt.kube.serve import Server
+    server = Server(bind, ready=ready)
+    logging.getLogger("blixt").info("%s: health and metrics on port %d", name, server.port)
+    done = threading.Event()
+
+    def on_signal(signum, _frame):
+        logging.getLogger("blixt").info("%s: %s received, stopping", name, signal.Signals(signum).name)
+        done.set()
+        process.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        process.run()
+    finally:
+        server.stop()
+    return 0
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    from blixt.kube.config import ApiServerUnreachable, ConfigError
+    from blixt.kube.leader import LeaderElector
+    from blixt.kube.watch import Cache
+    from blixt.processes import Controller
+    _setup_logging(args.log_level)
+    try:
+        api = _connect_apiserver(args)
+    except (ConfigError, ApiServerUnreachable) as e:
+        print(f"blixt controller: {e}", file=sys.stderr)
+        return 1
+    cache = Cache(api, resync=args.resync).start()
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    elector = LeaderElector(api, args.lease_namespace, args.lease_name, identity)
+    controller = Controller(api, cache, elector, controller_name=args.controller_name, resync=args.resync)
+    try:
+        return _serve_until_signal("controller", controller, controller.ready, args.metrics_bind)
+    finally:
+        cache.stop()
+
+
+def _interface(text: str):
+    from blixt.dataplane.manager import Attachment
+    iface, _, direction = text.partition("/")
+    try:
+        return Attachment(iface, direction or "ingress")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _netns_addresses(netns: str | None):
+    """The namespace's global IPv4 addresses: wildcard (NodePort-style) entries match them."""
+    argv = (["ip", "netns", "exec", netns] if netns else []) + ["ip", "-j", "-4", "addr", "show", "scope", "global"]
+
+    def read() -> frozenset:
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        return frozenset(ipaddress.IPv4Address(a["local"]) for link in json.loads(out) for a in link.get("addr_info", []))
+    return read
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from blixt.dataplane.manager import Manager, Settings
+    from blixt.dataplane.marks import MarkConfig
+    from blixt.kube.config import ApiServerUnreachable, ConfigError
+    from blixt.kube.watch import Cache
+    from blixt.processes import Agent
+    _setup_logging(args.log_level)
+    if args.bytecode_file:
+        bytecode = bpfman.File(args.bytecode_file)
+    else:
+        bytecode = bpfman.Image(args.bytecode_image)
+    try:
+        marks = MarkConfig(args.mark_id_shift, args.mark_id_mask, args.mark_masquerade, args.mark_reject)
+        settings = Settings(node=args.node, bytecode=bytecode, attachments=tuple(args.interface),
+                            mode=args.attach_mode, netns=args.netns, marks=marks, priority=args.priority)
+    except ValueError as e:
+        print(f"blixt agent: {e}", file=sys.stderr)
+        return 2
+    try:
+        client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
+    except bpfman.BpfmanError as e:
+        print(f"blixt agent: {e}", file=sys.stderr)
+        return 1
+    try:
+        api = _connect_apiserver(args)
+        manager = Manager(client, settings)
+        manager.ensure_loaded()
+    except (ConfigError, ApiServerUnreachable, bpfman.BpfmanError) as e:
+        print(f"blixt agent: {e}", file=sys.stderr)
+        return 1
+    cache = Cache(api, resync=args.resync).start()
+    agent = Agent(cache, manager, args.node, local_addresses=_netns_addresses(args.netns),
+                  controller_name=args.controller_name, resync=args.resync)
+    try:
+        # Programs stay loaded on exit: a restarted agent adopts them, and
+        # established flows never notice.
+        return _serve_until_signal("agent", agent, agent.ready, args.metrics_bind)
+    finally:
+        cache.stop()
+        client.close()
 
 
 def _bpfman_programs(args: argparse.Namespace) -> int:
@@ -57,6 +168,20 @@ def _key_value(text: str) -> str:
     return text
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    from blixt.translate import CONTROLLER_NAME
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
+    p.add_argument("--controller-name", default=CONTROLLER_NAME,
+                   help="GatewayClass controllerName served (default: %(default)s)")
+    p.add_argument("--metrics-bind", default="0.0.0.0:8080", metavar="HOST:PORT",
+                   help="/healthz, /readyz and /metrics (default: %(default)s)")
+    p.add_argument("--resync", type=float, default=300.0, help="full relist and reconcile period, seconds "
+                   "(default: %(default)s)")
+    p.add_argument("--apiserver-timeout", type=float, default=120.0,
+                   help="how long to keep retrying an unreachable API server at start, seconds (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blixt",
@@ -70,21 +195,45 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser(
         "controller",
         help="watch Gateway API objects and write their status (leader-elected)",
-        description="Watch GatewayClasses, Gateways, TCPRoutes and UDPRoutes and write their status.",
+        description="Watch GatewayClasses, Gateways, TCPRoutes, UDPRoutes and what they refer to, "
+                    "and write their status. Replicas elect a leader through a Lease; only it writes.",
     )
-    ctl.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config)")
-    ctl.set_defaults(run=_not_implemented("controller"))
+    _common(ctl)
+    ctl.add_argument("--lease-namespace", default="blixt-system",
+                     help="namespace of the leader-election Lease (default: %(default)s)")
+    ctl.add_argument("--lease-name", default="blixt-controller",
+                     help="name of the leader-election Lease (default: %(default)s)")
+    ctl.add_argument("--identity", help="this replica's identity in the Lease (default: HOSTNAME-PID)")
+    ctl.set_defaults(run=_run_controller)
 
     agent = sub.add_parser(
         "agent",
         help="program this node's dataplane through bpfman (one per node)",
-        description="Load blixt's TC programs through bpfman and keep the node's BPF maps in step.",
+        description="Load blixt's TC programs through bpfman, attach them to the node's interfaces, "
+                    "and keep the BPF maps and the nftables NAT table in step with the cluster.",
     )
     agent.add_argument("--node", required=True, help="name of the node this agent serves")
-    agent.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster config)")
+    _common(agent)
     agent.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
                        help="bpfman-rpc socket (default: %(default)s)")
-    agent.set_defaults(run=_not_implemented("agent"))
+    agent.add_argument("--bpfman-timeout", type=float, default=60.0,
+                       help="deadline for each bpfman call, seconds (default: %(default)s)")
+    code = agent.add_mutually_exclusive_group(required=True)
+    code.add_argument("--bytecode-image", metavar="REF", help="OCI image with blixt's bytecode (HTTPS registry)")
+    code.add_argument("--bytecode-file", metavar="PATH", help="object file on the node instead (development)")
+    agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE[/DIRECTION]",
+                       help="attach to IFACE, direction ingress (default) or egress; repeatable")
+    agent.add_argument("--attach-mode", choices=("tcx", "tc"), default="tcx",
+                       help="TCX links, or legacy TC behind bpfman's dispatcher (default: %(default)s)")
+    agent.add_argument("--netns", help="`ip netns` name of the node's network namespace (default: bpfman's own)")
+    agent.add_argument("--priority", type=int, default=50, help="TC/TCX priority, 1..1000 (default: %(default)s)")
+    from blixt.dataplane import layout
+    marks = agent.add_argument_group("skb->mark layout (must not overlap bits others use)")
+    marks.add_argument("--mark-id-shift", type=int, default=layout.DEFAULT_ID_SHIFT, help="(default: %(default)s)")
+    for flag, default in (("--mark-id-mask", layout.DEFAULT_ID_MASK), ("--mark-masquerade", layout.DEFAULT_MASQ_MARK),
+                          ("--mark-reject", layout.DEFAULT_REJECT_MARK)):
+        marks.add_argument(flag, type=lambda t: int(t, 0), default=default, help=f"(default: {default:#x})")
+    agent.set_defaults(run=_run_agent)
 
     progs = sub.add_parser(
         "bpfman-programs",

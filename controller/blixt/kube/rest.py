@@ -96,3 +96,16 @@ def iter_json_lines(resp: urllib3.HTTPResponse) -> Iterator[Any]:
                 yield json.loads(line)
     if pending.strip():
         yield json.loads(pending)
+
+
+def describe_error(e: BaseException) -> str:
+    """A one-line reason for a failed request, without urllib3's wrapping."""
+    if isinstance(e, urllib3.exceptions.MaxRetryError) and e.reason is not None:
+        e = e.reason
+    if isinstance(e, urllib3.exceptions.NewConnectionError):
+        return str(e).rsplit(": ", 1)[-1]  # e.g. "[Errno 111] Connection refused"
+    if isinstance(e, ApiError):
+        return str(e)
+    if isinstance(e, ApiException):  # status 0: the REST layer's wrapping of a TLS failure
+        return " ".join(f"{e.status or ''} {e.reason}".split())
+    return " ".join(f"{type(e).__name__}: {e}".split())

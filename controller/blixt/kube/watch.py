@@ -66,10 +66,12 @@ class WatchError(Exception):
 class Cache:
     """Lists and watches `resources`, each in a thread; see the module docstring.
 
-    `changed` is set after every change to any type; a reconcile loop clears
-    it *before* taking a snapshot, so a change that lands in between is not
-    lost. Listeners added with add_listener() are called, from the watch
-    threads, with (resource name, event type, object) for every change.
+    `changed` is set after every change to any type (and when a type first
+    syncs); a reconcile loop clears it *before* taking a snapshot, so a
+    change that lands in between is not lost. A relist that finds nothing
+    new does not set it: reconcile on a timer too if periodic passes matter.
+    Listeners added with add_listener() are called, from the watch threads,
+    with (resource name, event type, object) for every change.
     """
 
     def __init__(self, api_client: ApiClient, resources: Iterable[Resource] = DEFAULT_RESOURCES,
@@ -114,6 +116,10 @@ class Cache:
 
     def synced(self) -> bool:
         return all(r.synced.is_set() for r in self._reflectors.values())
+
+    def unsynced(self) -> list[str]:
+        """The types not listed yet: what to name when wait_synced times out."""
+        return [name for name, r in self._reflectors.items() if not r.synced.is_set()]
 
     def snapshot(self) -> dict[str, dict[Hashable, dict]]:
         """A consistent copy of every store: {resource name: {key: object}},
@@ -191,7 +197,7 @@ class _Reflector:
         self._response_lock = threading.Lock()
         self._stop = cache._stop
         self._retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential_jitter(initial=0.5, max=backoff_max),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=backoff_max) + tenacity.wait_random(0, 0.5),
             retry=tenacity.retry_if_exception_type(Exception),
             stop=lambda _state: self._stop.is_set(),
             sleep=self._stop.wait,  # a stop interrupts the backoff
@@ -223,8 +229,8 @@ class _Reflector:
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         e = state.outcome.exception() if state.outcome else None
         what = "list" if self.need_list else f"watch from resourceVersion {self.resource_version}"
-        log.warning("%s: %s failed (%s: %s); retrying in %.1fs (attempt %d)",
-                    self.resource.name, what, type(e).__name__, e,
+        log.warning("%s: %s failed (%s); retrying in %.1fs (attempt %d)",
+                    self.resource.name, what, rest.describe_error(e),
                     state.next_action.sleep if state.next_action else 0.0, state.attempt_number)
         metrics.WATCH_RESTARTS.labels(self.resource.name, "error").inc()
 
@@ -255,6 +261,7 @@ class _Reflector:
         if not self.synced.is_set():
             log.info("%s: synced, %d objects at resourceVersion %s", self.resource.name, len(items), rv)
             self.synced.set()
+            self.cache.changed.set()  # wake a reconcile loop even when the type is empty
         elif changes:
             log.info("%s: relist at resourceVersion %s found %d changes the watch had not delivered",
                      self.resource.name, rv, changes)

@@ -1,0 +1,168 @@
+"""The two long-running processes. Both watch the same objects and run the
+same pure translation; the controller (leader only) writes status, the agent
+programs its node's dataplane. There is no RPC between them: each converges
+on its own from the API server's state.
+
+Each pass is triggered by a cache change or by the resync period, and is
+idempotent: a pass over unchanged objects writes nothing and applies nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import logging
+import threading
+import time
+from typing import Callable
+
+from blixt import translate
+from blixt.dataplane.manager import Manager
+from blixt.dataplane.model import Dataplane
+from blixt.dataplane.tables import describe, service_key
+from blixt.kube import metrics
+from blixt.kube.leader import LeaderElector
+from blixt.kube.status import StatusWriter
+from blixt.kube.watch import Cache
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_of(cache: Cache) -> translate.Snapshot:
+    return translate.Snapshot(**cache.snapshot())
+
+
+class Loop:
+    """Runs `step` whenever the cache changes (coalescing bursts) or every
+    `resync` seconds, until stopped. A failing step is logged and retried
+    with a growing delay; the process stays up."""
+
+    def __init__(self, cache: Cache, step: Callable[[], None], resync: float, settle: float = 0.05):
+        self.cache = cache
+        self.step = step
+        self.resync = resync
+        self.settle = settle
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stopped.is_set():
+            self.cache.changed.wait(self.resync if not failures else min(30.0, 0.5 * 2 ** failures))
+            if self.stopped.is_set():
+                break
+            time.sleep(self.settle)  # let a burst of events land in one pass
+            self.cache.changed.clear()
+            start = time.monotonic()
+            try:
+                self.step()
+                failures = 0
+                metrics.RECONCILES.labels("ok").inc()
+            except Exception:
+                failures += 1
+                metrics.RECONCILES.labels("error").inc()
+                log.exception("reconcile failed (attempt %d); retrying", failures)
+            finally:
+                metrics.RECONCILE_DURATION.observe(time.monotonic() - start)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.cache.changed.set()
+
+
+class Controller:
+    """Writes Gateway API status; only while it holds the leader Lease."""
+
+    def __init__(self, api, cache: Cache, elector: LeaderElector,
+                 controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0):
+        self.cache = cache
+        self.elector = elector
+        self.controller_name = controller_name
+        self.writer = StatusWriter(api, field_manager="blixt-controller", controller_name=controller_name)
+        self.loop = Loop(cache, self.reconcile, resync)
+
+    def ready(self) -> bool:
+        return self.cache.synced()
+
+    def reconcile(self) -> None:
+        if not self.elector.is_leader():
+            return
+        result = translate.translate(snapshot_of(self.cache), now=utc_now(), controller_name=self.controller_name)
+        written = 0
+        for ref, status in sorted(result.statuses.items(), key=lambda kv: (kv[0].kind, kv[0].namespace or "", kv[0].name)):
+            if self.writer.write(ref.kind, ref.namespace, ref.name, status):
+                written += 1
+                log.info("status of %s %s updated", ref.kind, f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name)
+        if written:
+            log.info("reconciled: %d of %d statuses written", written, len(result.statuses))
+
+    def run(self) -> None:
+        # A new leader reconciles at once rather than at the next change.
+        self.elector.run(on_started=lambda: self.cache.changed.set(),
+                         on_stopped=lambda: log.warning("lost the leader lease; status writes paused"))
+        self.loop.run()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.elector.stop()
+
+
+class Agent:
+    """Programs this node's dataplane from the translation."""
+
+    def __init__(self, cache: Cache, manager: Manager, node: str,
+                 local_addresses: Callable[[], frozenset[ipaddress.IPv4Address]] = frozenset,
+                 controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0):
+        self.cache = cache
+        self.manager = manager
+        self.node = node
+        self.local_addresses = local_addresses
+        self.controller_name = controller_name
+        self.synced_once = threading.Event()
+        self.loop = Loop(cache, self.reconcile, resync)
+        self._passes = 0
+
+    def ready(self) -> bool:
+        """Ready only once a full sync has been applied to the dataplane."""
+        return self.synced_once.is_set()
+
+    def reconcile(self) -> None:
+        if not self.cache.synced():
+            return
+        self._passes += 1
+        if self._passes % 50 == 0:
+            self.manager.refresh()  # now and then, trust the kernel over our copy
+        result = translate.translate(snapshot_of(self.cache), now=utc_now(),
+                                     controller_name=self.controller_name, node_name=self.node)
+        desired = Dataplane(result.dataplane.services, self.local_addresses())
+        try:
+            plan = self.manager.apply(desired)
+        except Exception:
+            metrics.DATAPLANE_APPLIES.labels("error").inc()
+            raise
+        metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        metrics.DATAPLANE_SERVICES.set(len(desired.services))
+        metrics.DATAPLANE_BACKENDS.set(len({b.endpoint for s in desired.services for b in s.backends}))
+        if not plan.empty:
+            by_key = {service_key(s): s for s in desired.services}
+            for key in plan.services_put:
+                svc = by_key[key]
+                log.info("service %s (%s) -> %s", svc.name, svc.key_text,
+                         ", ".join(f"{b.address}:{b.port}*{b.weight}" for b in svc.backends if b.weight)
+                         or "no backends: reject")
+            for key in plan.services_delete:
+                log.info("service %s removed", describe([key])[0])
+            log.info("dataplane: %s", plan.summary())
+        if not self.synced_once.is_set():
+            self.synced_once.set()
+            log.info("first full sync applied: %d services; ready", len(desired.services))
+
+    def run(self) -> None:
+        self.cache.changed.set()  # first pass as soon as the cache has synced
+        self.loop.run()
+
+    def stop(self) -> None:
+        self.loop.stop()

@@ -1,0 +1,177 @@
+"""blixt's controller and agent as real subprocesses against a real
+kube-apiserver and bpfman-rpc, with a netns node whose "pods" run echo
+servers. Used by the e2e and conformance tests and by `make demo`.
+
+Pods are namespaces with addresses; nothing runs a kubelet or an endpoint
+controller, so `write_endpoints` writes the EndpointSlice one would.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+import urllib.request
+
+from . import paths
+from .kube import Cluster
+from .netns import Topology
+from .proc import Process, free_port
+
+GATEWAY_POOL = "198.18.200.0/24"  # routed to the node by the client
+ECHO_PORT = 8080
+
+
+class Node:
+    """A node namespace with blixt's agent, and pods running echo servers."""
+
+    def __init__(self, workdir: pathlib.Path, cluster: Cluster, bpfman_socket: pathlib.Path,
+                 bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str = "node-1"):
+        self.workdir = workdir
+        self.cluster = cluster
+        self.name = name
+        self.topo = Topology(pods=pods, name="e2e")
+        self.procs: list[Process] = []
+        self.servers: list[subprocess.Popen] = []
+        self.controller: Process | None = None
+        self.agent: Process | None = None
+        self.bpfman_socket = bpfman_socket
+        self.bytecode_image = bytecode_image
+        self.mode = mode
+        try:
+            self.topo.client.exec("ip", "route", "add", GATEWAY_POOL, "via", self.topo.node.address)
+            for i, pod in enumerate(self.topo.pods):
+                self.servers.append(self._serve(pod, f"pod{i}"))
+        except BaseException:
+            self.close()
+            raise
+
+    def _serve(self, pod, name: str) -> subprocess.Popen:
+        proc = pod.popen(sys.executable, "-m", "harness.traffic", "serve", name, "--port", str(ECHO_PORT),
+                         cwd=str(paths.REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"echo server {name} did not start: {line}")
+        return proc
+
+    # -- blixt processes ----------------------------------------------------
+
+    def _blixt(self, role: str, *args: str) -> tuple[Process, int]:
+        port = free_port()
+        log = self.workdir / f"{role}-{len(self.procs)}.log"
+        proc = Process(f"blixt {role}", [sys.executable, "-m", "blixt", role,
+                                         f"--kubeconfig={self.cluster.kubeconfig}",
+                                         f"--metrics-bind=127.0.0.1:{port}", "--resync=30", *args], log)
+        self.procs.append(proc)
+        return proc, port
+
+    def start_controller(self) -> Process:
+        self.controller, port = self._blixt("controller", "--lease-namespace=default", "--identity=e2e")
+        self.controller_port = port
+        self.controller.wait_until(lambda: _http_ok(port, "/readyz"), timeout=60, what="blixt controller ready")
+        return self.controller
+
+    def start_agent(self) -> Process:
+        self.agent, port = self._blixt(
+            "agent", f"--node={self.name}", f"--bpfman-socket={self.bpfman_socket}",
+            f"--bytecode-image={self.bytecode_image}", f"--netns={self.topo.node.netns}",
+            "--interface=eth-client", f"--attach-mode={self.mode}")
+        self.agent_port = port
+        self.agent.wait_until(lambda: _http_ok(port, "/readyz"), timeout=90, what="blixt agent ready")
+        return self.agent
+
+    def stop_agent(self, kill: bool = False) -> None:
+        if self.agent is None:
+            return
+        if kill:
+            import os
+            import signal
+            os.killpg(self.agent.popen.pid, signal.SIGKILL)
+            self.agent.popen.wait()
+        self.agent.stop()
+        self.agent = None
+
+    def metrics(self, port: int) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+    # -- cluster objects ----------------------------------------------------
+
+    def apply(self, manifest: str | pathlib.Path) -> None:
+        if isinstance(manifest, pathlib.Path):
+            self.cluster.kubectl("apply", "-f", str(manifest))
+        else:
+            self.cluster.kubectl("apply", "-f", "-", input=manifest)
+
+    def write_endpoints(self, namespace: str, service: str, pods: list[int],
+                        ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None) -> None:
+        """The EndpointSlice an endpoint controller would write for `service`
+        backed by these pods; ports are (name, protocol, port) as the Service's
+        ports resolve to on the pods."""
+        ports = ports or [("tcp", "TCP", ECHO_PORT), ("udp", "UDP", ECHO_PORT)]
+        body = {
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": slice_name or f"{service}-blixt", "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "blixt-tests"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [self.topo.pods[i].address], "conditions": {"ready": True},
+                           "nodeName": self.name, "targetRef": {"kind": "Pod", "name": f"pod{i}",
+                                                                "namespace": namespace}}
+                          for i in pods],
+            "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],
+        }
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def get(self, kind: str, namespace: str | None, name: str) -> dict:
+        args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+        return json.loads(self.cluster.kubectl(*args).stdout)
+
+    def wait_for(self, what: str, predicate, timeout: float = 30.0, interval: float = 0.2):
+        """Poll predicate() until it returns a truthy value; fail with the last value."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except Exception as e:  # not there yet
+                last = e
+            time.sleep(interval)
+        logs = "\n".join(f"--- {p.name} ({p.log})\n{_tail(p.log)}" for p in self.procs)
+        raise TimeoutError(f"{what}: not true after {timeout:.0f}s (last: {last})\n{logs}")
+
+    def gateway_address(self, namespace: str, name: str, timeout: float = 30.0) -> str:
+        def programmed():
+            gw = self.get("gateway", namespace, name)
+            conds = {c["type"]: c for c in gw.get("status", {}).get("conditions", [])}
+            ok = conds.get("Programmed", {}).get("status") == "True"
+            addrs = gw.get("status", {}).get("addresses") or []
+            return addrs[0]["value"] if ok and addrs else None
+        return self.wait_for(f"Gateway {namespace}/{name} Programmed with an address", programmed, timeout)
+
+    # -- traffic ------------------------------------------------------------
+
+    def client(self, *args, timeout: float = 120) -> dict:
+        res = self.topo.client.exec(sys.executable, "-m", "harness.traffic", *map(str, args),
+                                    cwd=str(paths.REPO / "tests"), timeout=timeout)
+        return json.loads(res.stdout)
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.kill()
+            s.wait()
+        for p in reversed(self.procs):
+            p.stop()
+        self.topo.close()
+
+
+def _http_ok(port: int, path: str) -> bool:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status == 200
+
+
+def _tail(path: pathlib.Path, lines: int = 40) -> str:
+    from .proc import tail
+    return tail(path, lines)
