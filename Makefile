@@ -64,9 +64,8 @@ test: deps ## run every test tier against the real components (root)
 unit: venv ## the unprivileged unit tests only
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: ## local single-node demo (arrives with the dataplane and control plane)
-	@echo "make demo arrives with the dataplane and the Gateway API control plane; run 'make test' for now" >&2
-	@exit 1
+demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, netns pods; traffic through samples/ (root)
+	$(VPY) tests/demo.py $(DEMO_ARGS)
 
 conformance: deps ## blixt's L4 conformance scenarios (tests/conformance), as a pass/fail table (root)
 	@mkdir -p $(BUILD)
