@@ -68,17 +68,6 @@ def attach(route_kind: str, route: dict, gateways: dict[tuple[str, str], Gateway
     return entries, res
 
 
-def merge_route_parents(existing_status: dict | None, ours: dict | list, controller_name: str) -> dict:
-    """The route status to write: other controllers' parents[] entries as
-    they are, ours replaced wholesale by `ours` (a status dict or the list of
-    entries), which also drops our entries for parents no longer referenced."""
-    existing = dict(existing_status or {})
-    new = (ours.get("parents") or []) if isinstance(ours, dict) else list(ours)
-    foreign = [p for p in existing.get("parents") or () if p.get("controllerName") != controller_name]
-    existing["parents"] = foreign + list(new)
-    return existing
-
-
 def has_our_entries(route: dict, controller_name: str) -> bool:
     return any(p.get("controllerName") == controller_name
                for p in (route.get("status") or {}).get("parents") or ())
