@@ -67,53 +67,47 @@ def _result(answers: list, errors: list, durations: list) -> None:
                "durations_ms": [round(d * 1000, 3) for d in durations]}, sys.stdout)
 
 
-def tcp_clients(addr: str, port: int, count: int, sport_base: int, sport_range: int,
-                timeout: float) -> None:
+def _clients(count: int, sock_type: int, timeout: float, sport, exchange) -> None:
+    """`count` exchanges, each on a fresh socket bound to sport(i) (0: any)."""
     answers, errors, durations = [], [], []
     for i in range(count):
         start = time.monotonic()
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET, sock_type)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.settimeout(timeout)
         try:
-            if sport_base:
-                s.bind(("0.0.0.0", sport_base + i % sport_range))
-            s.connect((addr, port))
-            s.sendall(b"bye\n")
-            data = b""
-            while True:  # until the server's FIN
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            answers.append(data.decode().strip())
+            if sport(i):
+                s.bind(("0.0.0.0", sport(i)))
+            answers.append(exchange(s))
         except OSError as e:
             errors.append(f"{type(e).__name__}: {e}")
         finally:
             s.close()
         durations.append(time.monotonic() - start)
     _result(answers, errors, durations)
+
+
+def tcp_clients(addr: str, port: int, count: int, sport_base: int, sport_range: int,
+                timeout: float) -> None:
+    def exchange(s: socket.socket) -> str:
+        s.connect((addr, port))
+        s.sendall(b"bye\n")
+        data = b""
+        while True:  # until the server's FIN
+            chunk = s.recv(4096)
+            if not chunk:
+                return data.decode().strip()
+            data += chunk
+    _clients(count, socket.SOCK_STREAM, timeout, lambda i: sport_base and sport_base + i % sport_range, exchange)
 
 
 def udp_clients(addr: str, port: int, count: int, sport_base: int, timeout: float) -> None:
-    answers, errors, durations = [], [], []
-    for i in range(count):
-        start = time.monotonic()
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(timeout)
-        try:
-            if sport_base:
-                s.bind(("0.0.0.0", sport_base + i))
-            # Connected: a reply from any address but the VIP would be dropped.
-            s.connect((addr, port))
-            s.send(b"hello\n")
-            answers.append(s.recv(4096).decode().strip())
-        except OSError as e:
-            errors.append(f"{type(e).__name__}: {e}")
-        finally:
-            s.close()
-        durations.append(time.monotonic() - start)
-    _result(answers, errors, durations)
+    def exchange(s: socket.socket) -> str:
+        # Connected: a reply from any address but the VIP would be dropped.
+        s.connect((addr, port))
+        s.send(b"hello\n")
+        return s.recv(4096).decode().strip()
+    _clients(count, socket.SOCK_DGRAM, timeout, lambda i: sport_base and sport_base + i, exchange)
 
 
 def hold(addr: str, port: int, seconds: float) -> None:
