@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -72,7 +72,11 @@ conformance: deps ## blixt's L4 conformance scenarios (tests/conformance), as a 
 	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
 	$(VPY) tests/conformance/report.py $(BUILD)/conformance.xml
 
-bench: bench-dataplane ## every benchmark
+bench: bench-dataplane bench-convergence ## every benchmark
+	$(VPY) tests/bench/translate_bench.py
+
+bench-convergence: deps bytecode ## p50/p90/p99 from an API change to traffic on the new backend (root)
+	$(VPY) tests/bench/convergence.py $(BENCH_ARGS)
 
 bench-dataplane: deps bytecode $(BUILD)/rrbench ## TCP_RR/TCP_CRR vs direct veth and nft DNAT; 10k x 10 programming time (root)
 	$(VPY) tests/bench/dataplane.py $(BENCH_ARGS)

@@ -73,6 +73,21 @@ class BpfmanServer:
                             [binary, "--timeout=0", f"--socket-path={self.socket}"],
                             workdir / "bpfman-rpc.log", env=env)
         self.proc.wait_until(self._answers, timeout=60, what="bpfman-rpc on " + str(self.socket))
+        self.unloaded_stale = self._unload_stale()
+
+    def _unload_stale(self) -> list[int]:
+        """bpfman keeps its programs across restarts (/run/bpfman/db). Ours
+        left by an earlier run that died belong to namespaces that are gone,
+        and bpfman would order new TCX links after them in a namespace that
+        reuses the old one's inode, which the kernel refuses. This server
+        owns the machine's bpfman state while it runs, so unload them."""
+        gone = []
+        with self.client() as c:
+            for p in c.list():
+                if any(k.startswith("blixt.io/") for k in p.metadata):
+                    c.unload(p.id)
+                    gone.append(p.id)
+        return gone
 
     def _answers(self) -> bool:
         if not self.socket.exists():
