@@ -8,6 +8,7 @@ controller, so `write_endpoints` writes the EndpointSlice one would.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import subprocess
@@ -20,6 +21,7 @@ from .kube import Cluster
 from .netns import Topology
 from .proc import Process, free_port
 
+_serial = itertools.count(1)
 GATEWAY_POOL = "198.18.200.0/24"  # routed to the node by the client
 ECHO_PORT = 8080
 
@@ -28,10 +30,10 @@ class Node:
     """A node namespace with blixt's agent, and pods running echo servers."""
 
     def __init__(self, workdir: pathlib.Path, cluster: Cluster, bpfman_socket: pathlib.Path,
-                 bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str = "node-1"):
+                 bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str | None = None):
         self.workdir = workdir
         self.cluster = cluster
-        self.name = name
+        self.name = name or f"node-{next(_serial)}"  # bpfman metadata tells nodes apart
         self.topo = Topology(pods=pods, name="e2e")
         self.procs: list[Process] = []
         self.servers: list[subprocess.Popen] = []
