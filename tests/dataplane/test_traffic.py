@@ -146,3 +146,17 @@ def test_restart_adopts_programs_and_rewrites_nothing(node, bpfman):
     assert again.apply(Dataplane.of([service(node)])).empty
     res = node.client("tcp", VIP, PORT, "--count", 10, "--sport-base", 25000)
     assert not res["errors"]
+
+
+def test_udp_flows_follow_a_removed_backend_and_a_removed_service(node):
+    """UDP conntrack entries keep their DNAT binding while packets flow; the
+    manager flushes those of removed backends and services, as kube-proxy does."""
+    node.manager.apply(Dataplane.of([service(node, (1, 0, 0), proto="udp")]))
+    first = node.client("udp", VIP, PORT, "--count", 1, "--sport-base", 36000)
+    assert who(first["answers"]) == {"pod0": 1}
+    node.manager.apply(Dataplane.of([service(node, (0, 1, 0), proto="udp")]))
+    again = node.client("udp", VIP, PORT, "--count", 1, "--sport-base", 36000)
+    assert who(again["answers"]) == {"pod1": 1}, "the flow stayed on the removed backend"
+    # A deleted service's flows go too: the next packet is not DNATed at all.
+    node.manager.apply(Dataplane())
+    assert f"dport={PORT}" not in node.conntrack()

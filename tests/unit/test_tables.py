@@ -133,3 +133,15 @@ def test_duplicate_service_or_backend_rejected():
         Backend("::1", 80)
     with pytest.raises(ValueError):
         Backend("10.0.0.1", 0)
+
+
+def test_stale_udp_flows_of_removed_backends_and_services():
+    from blixt.dataplane.conntrack import stale_udp
+    dp = Dataplane.of([svc(b(1), b(2), proto="udp"), svc(b(1), port=81, proto="udp"), svc(b(1), port=82)])
+    state = applied(plan(dp, Current(), MARKS))
+    p = plan(Dataplane.of([svc(b(1), proto="udp"), svc(b(1), port=82)]), state, MARKS)
+    flushes = stale_udp(state, p)
+    vip = ipaddress.IPv4Address(VIP)
+    assert (vip, 81, None) in flushes  # the removed UDP service, every flow
+    assert (vip, 80, (ipaddress.IPv4Address("192.168.0.2"), 8080)) in flushes  # its removed backend
+    assert len(flushes) == 2  # TCP is left to its peers

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from blixt.bpfman import client as bpfman
 
-from . import bpf, layout, tables
+from . import bpf, conntrack, layout, tables
 from .marks import MarkConfig
 from .model import Dataplane
 from .nft import NatTable
@@ -214,6 +214,7 @@ class Manager:
             known = {**state.backends, **plan.nft_put}
             self.nft.apply_changes(put={}, delete=plan.nft_delete, known=known)
         self._state = tables.after(state, plan)
+        conntrack.flush_udp(self.settings.netns, conntrack.stale_udp(state, plan))
         log.info("dataplane applied: %s", plan.summary())
         return plan
 
