@@ -20,14 +20,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from harness import paths  # noqa: E402
 from harness.blixt import Node  # noqa: E402
-from harness.bpfman import BpfmanServer  # noqa: E402
-from harness.kube import Cluster  # noqa: E402
-from harness.pki import CA  # noqa: E402
-from harness.registry import Registry  # noqa: E402
 from harness.scenario import Scenario  # noqa: E402
-
-from blixt import oci_image  # noqa: E402
-from blixt.bytecode_image import image_for  # noqa: E402
+from harness.stack import local_stack  # noqa: E402
 
 PROBE = """
 import socket, sys, time
@@ -69,58 +63,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--changes", type=int, default=50)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="blixt-conv-") as tmp:
-        work = pathlib.Path(tmp)
-        stack = []
-        try:
-            paths.require_file(paths.BYTECODE_OBJECT, "the compiled object (make bytecode)")
-            ca = CA(work / "pki")
-            registry = Registry(work / "registry", ca)
-            stack.append(registry.stop)
-            ref = registry.ref("blixt/bytecode", "bench")
-            oci_image.push(image_for(paths.BYTECODE_OBJECT), ref, cafile=str(ca.cert))
-            bpfman = BpfmanServer(work / "bpfman", ssl_cert_file=ca.bundle_with_system(work / "ca.crt"))
-            stack.append(bpfman.stop)
-            cluster = Cluster(work / "kube")
-            stack.append(cluster.stop)
-            node = Node(work / "node", cluster, bpfman.socket, ref)
-            node.workdir.mkdir(parents=True, exist_ok=True)
+    paths.require_file(paths.BYTECODE_OBJECT, "the compiled object (make bytecode)")
+    with tempfile.TemporaryDirectory(prefix="blixt-conv-") as tmp, local_stack(pathlib.Path(tmp)) as node:
+        node.start_controller()
+        node.start_agent()
+        node.apply(Scenario.CLASS_MANIFEST)
+        sc = Scenario(node, "conv")
+        ns = sc.namespace("a")
+        sc.gateway(ns, "gw", [Scenario.listener("l", "TCP", 9000)])
+        for i in range(3):
+            sc.service(ns, f"s{i}", [i], "TCP")
+        sc.service(ns, "moving", [0], "TCP")
+        sc.route("TCPRoute", ns, "r", [{"name": "gw"}], [{"name": "moving", "port": 8080}])
+        addr = sc.address(ns, "gw")
+        sc.wait_traffic("TCP", addr, 9000, {"pod0"}, timeout=30)
 
-            def unload():
-                with bpfman.client() as c:
-                    for p in c.list(match_metadata={"blixt.io/node": node.name}):
-                        c.unload(p.id)
-            stack.append(unload)
-            stack.append(node.close)
-            node.start_controller()
-            node.start_agent()
-            node.apply(Scenario.CLASS_MANIFEST)
-            sc = Scenario(node, "conv")
-            ns = sc.namespace("a")
-            sc.gateway(ns, "gw", [Scenario.listener("l", "TCP", 9000)])
-            for i in range(3):
-                sc.service(ns, f"s{i}", [i], "TCP")
-            sc.service(ns, "moving", [0], "TCP")
-            sc.route("TCPRoute", ns, "r", [{"name": "gw"}], [{"name": "moving", "port": 8080}])
-            addr = sc.address(ns, "gw")
-            sc.wait_traffic("TCP", addr, 9000, {"pod0"}, timeout=30)
-
-            slices, routes, current = [], [], 0
-            for _ in range(args.changes):
-                current = (current + 1) % 3
-                slices.append(measure(node, sc, addr, lambda p=current: node.write_endpoints(
-                    ns, "moving", [p], ports=[("p", "TCP", 8080)]), f"pod{current}"))
-            for _ in range(args.changes):
-                current = (current + 1) % 3
-                backends = [{"name": f"s{current}", "port": 8080}]
-                routes.append(measure(node, sc, addr, lambda b=backends: sc.route(
-                    "TCPRoute", ns, "r", [{"name": "gw"}], b), f"pod{current}"))
-            print(f"\nConvergence over {args.changes} changes each (API write -> first connection on the new backend)")
-            print(f"  EndpointSlice change   {percentiles(slices)}")
-            print(f"  TCPRoute change        {percentiles(routes)}")
-        finally:
-            for stop in reversed(stack):
-                stop()
+        slices, routes, current = [], [], 0
+        for _ in range(args.changes):
+            current = (current + 1) % 3
+            slices.append(measure(node, sc, addr, lambda p=current: node.write_endpoints(
+                ns, "moving", [p], ports=[("p", "TCP", 8080)]), f"pod{current}"))
+        for _ in range(args.changes):
+            current = (current + 1) % 3
+            backends = [{"name": f"s{current}", "port": 8080}]
+            routes.append(measure(node, sc, addr, lambda b=backends: sc.route(
+                "TCPRoute", ns, "r", [{"name": "gw"}], b), f"pod{current}"))
+        print(f"\nConvergence over {args.changes} changes each (API write -> first connection on the new backend)")
+        print(f"  EndpointSlice change   {percentiles(slices)}")
+        print(f"  TCPRoute change        {percentiles(routes)}")
 
 
 if __name__ == "__main__":
