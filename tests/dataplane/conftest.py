@@ -4,16 +4,11 @@ servers in the pod namespaces."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from blixt.bpfman import client as bc
 from blixt.dataplane.manager import Attachment, Manager, Settings
-from harness import paths
-from harness.traffic import PORT
+from harness.traffic import run_client, start_echo, stop_echo
 
 
 class Node:
@@ -22,27 +17,16 @@ class Node:
     def __init__(self, topo, manager: Manager):
         self.topo = topo
         self.manager = manager
-        self.servers: list[subprocess.Popen] = []
-        for i, pod in enumerate(topo.pods):
-            proc = pod.popen(sys.executable, "-m", "harness.traffic", "serve", f"pod{i}", "--port", str(PORT),
-                             cwd=str(paths.REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-            self.servers.append(proc)
-            line = proc.stdout.readline().strip()
-            assert line == "ready", f"echo server in {pod.netns} did not start: {line}"
+        self.servers = start_echo(topo.pods)
 
-    def client(self, *args: str, timeout: float = 120) -> dict:
-        res = self.topo.client.exec(sys.executable, "-m", "harness.traffic", *map(str, args),
-                                    cwd=str(paths.REPO / "tests"), timeout=timeout)
-        return json.loads(res.stdout)
+    def client(self, *args, timeout: float = 120) -> dict:
+        return run_client(self.topo.client, *args, timeout=timeout)
 
     def conntrack(self) -> str:
         return self.topo.node.exec("conntrack", "-L", check=False).stdout
 
     def close(self) -> None:
-        for s in self.servers:
-            s.kill()
-            s.wait()
+        stop_echo(self.servers)
 
 
 @pytest.fixture

@@ -95,8 +95,8 @@ def test_other_mark_bits_are_kept(dp):
     # IHL says 60 bytes of header; the packet ends right after 20. (Frames
     # shorter than an IPv4 header never reach TC, and the kernel's test run
     # refuses them, so this is the shortest truncation that can be sent.)
-    pytest.param(P.eth(P.ETH_P_IP, P.ipv4(CLIENT, VIP, 6, b"")[:0] + bytes([0x4F]) +
-                       P.ipv4(CLIENT, VIP, 6, b"")[1:] + P.tcp(40000, 80)[:4]), id="ihl-beyond-packet"),
+    pytest.param(P.eth(P.ETH_P_IP, b"\x4f" + P.ipv4(CLIENT, VIP, 6, b"")[1:] + P.tcp(40000, 80)[:4]),
+                 id="ihl-beyond-packet"),
     pytest.param(P.eth(P.ETH_P_IP, P.ipv4(CLIENT, VIP, 6, bytes(40), frag_offset=3)), id="later-fragment"),
 ])
 def test_packets_that_are_not_ours_pass_untouched(dp, frame):

@@ -16,10 +16,10 @@ import sys
 import time
 import urllib.request
 
-from . import paths
 from .kube import Cluster
 from .netns import Topology
-from .proc import Process, free_port
+from .proc import Process, free_port, tail
+from .traffic import run_client, start_echo, stop_echo
 
 _serial = itertools.count(1)
 GATEWAY_POOL = "198.18.200.0/24"  # routed to the node by the client
@@ -44,19 +44,10 @@ class Node:
         self.mode = mode
         try:
             self.topo.client.exec("ip", "route", "add", GATEWAY_POOL, "via", self.topo.node.address)
-            for i, pod in enumerate(self.topo.pods):
-                self.servers.append(self._serve(pod, f"pod{i}"))
+            self.servers = start_echo(self.topo.pods, ECHO_PORT)
         except BaseException:
             self.close()
             raise
-
-    def _serve(self, pod, name: str) -> subprocess.Popen:
-        proc = pod.popen(sys.executable, "-m", "harness.traffic", "serve", name, "--port", str(ECHO_PORT),
-                         cwd=str(paths.REPO / "tests"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = proc.stdout.readline().strip()
-        if line != "ready":
-            raise RuntimeError(f"echo server {name} did not start: {line}")
-        return proc
 
     # -- blixt processes ----------------------------------------------------
 
@@ -142,7 +133,7 @@ class Node:
             except Exception as e:  # not there yet
                 last = e
             time.sleep(interval)
-        logs = "\n".join(f"--- {p.name} ({p.log})\n{_tail(p.log)}" for p in self.procs)
+        logs = "\n".join(f"--- {p.name} ({p.log})\n{tail(p.log, 40)}" for p in self.procs)
         raise TimeoutError(f"{what}: not true after {timeout:.0f}s (last: {last})\n{logs}")
 
     def gateway_address(self, namespace: str, name: str, timeout: float = 30.0) -> str:
@@ -157,14 +148,10 @@ class Node:
     # -- traffic ------------------------------------------------------------
 
     def client(self, *args, timeout: float = 120) -> dict:
-        res = self.topo.client.exec(sys.executable, "-m", "harness.traffic", *map(str, args),
-                                    cwd=str(paths.REPO / "tests"), timeout=timeout)
-        return json.loads(res.stdout)
+        return run_client(self.topo.client, *args, timeout=timeout)
 
     def close(self) -> None:
-        for s in self.servers:
-            s.kill()
-            s.wait()
+        stop_echo(self.servers)
         for p in reversed(self.procs):
             p.stop()
         self.topo.close()
@@ -173,7 +160,3 @@ class Node:
 def _http_ok(port: int, path: str) -> bool:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status == 200
 
-
-def _tail(path: pathlib.Path, lines: int = 40) -> str:
-    from .proc import tail
-    return tail(path, lines)

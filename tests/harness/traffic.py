@@ -132,6 +132,43 @@ def hold(addr: str, port: int, seconds: float) -> None:
     _result(answers, errors, [])
 
 
+# -- used by the test process, outside the namespaces ---------------------
+
+
+def start_echo(pods, port: int = PORT) -> list:
+    """An echo server in each pod namespace, named pod0, pod1, ...; returns
+    once each says it is ready."""
+    import subprocess
+    servers = []
+    try:
+        for i, pod in enumerate(pods):
+            proc = pod.popen(sys.executable, "-m", "harness.traffic", "serve", f"pod{i}", "--port", str(port),
+                             cwd=_TESTS, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            servers.append(proc)
+            line = proc.stdout.readline().strip()
+            if line != "ready":
+                raise RuntimeError(f"echo server in {pod.netns} did not start: {line}")
+    except BaseException:
+        stop_echo(servers)
+        raise
+    return servers
+
+
+def stop_echo(servers: list) -> None:
+    for s in servers:
+        s.kill()
+        s.wait()
+
+
+def run_client(host, *args, timeout: float = 120) -> dict:
+    """Run one of the client commands in `host`'s namespace; its JSON result."""
+    res = host.exec(sys.executable, "-m", "harness.traffic", *map(str, args), cwd=_TESTS, timeout=timeout)
+    return json.loads(res.stdout)
+
+
+_TESTS = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="harness.traffic")
     sub = p.add_subparsers(dest="cmd", required=True)
