@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import random
 import threading
@@ -27,17 +26,14 @@ from typing import Callable
 
 from kubernetes.client import ApiClient
 
+from blixt.timestamps import utc_now_micro
+
 from . import metrics, rest
 from .resources import LEASES
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
-
-
-def _micro_time() -> str:
-    """A MicroTime, the format of a Lease's acquireTime and renewTime."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -164,7 +160,7 @@ class LeaderElector:
 
     def _acquire_or_renew(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        now = _micro_time()
+        now = utc_now_micro()
         try:
             lease = rest.request(self.api, "GET", self._path(), timeout=timeout)
         except rest.ApiError as e:
@@ -191,7 +187,7 @@ class LeaderElector:
 
     def _create(self, now: str, timeout: float) -> bool:
         lease = {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "apiVersion": LEASES.api_version, "kind": LEASES.kind,
             "metadata": {"name": self.name, "namespace": self.namespace},
             "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.lease_duration)),
                      "acquireTime": now, "renewTime": now, "leaseTransitions": 0},
@@ -208,7 +204,7 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") != self.identity:
                 return
-            lease["spec"] = dict(spec, holderIdentity="", leaseDurationSeconds=1, renewTime=_micro_time())
+            lease["spec"] = dict(spec, holderIdentity="", leaseDurationSeconds=1, renewTime=utc_now_micro())
             rest.request(self.api, "PUT", self._path(), body=lease, timeout=self._request_timeout)
             log.info("%s: released Lease %s/%s", self.identity, self.namespace, self.name)
         except Exception as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-GATEWAY_GROUP = "gateway.networking.k8s.io"
+from blixt.api_groups import COORDINATION, DISCOVERY, GATEWAY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,15 +49,15 @@ class Resource:
 SERVICES = Resource("services", "", "v1", "services", "Service", True)
 NAMESPACES = Resource("namespaces", "", "v1", "namespaces", "Namespace", False)
 CONFIG_MAPS = Resource("config_maps", "", "v1", "configmaps", "ConfigMap", True)
-ENDPOINT_SLICES = Resource("endpoint_slices", "discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
-GATEWAY_CLASSES = Resource("gateway_classes", GATEWAY_GROUP, "v1", "gatewayclasses", "GatewayClass", False)
-GATEWAYS = Resource("gateways", GATEWAY_GROUP, "v1", "gateways", "Gateway", True)
-TCP_ROUTES = Resource("tcp_routes", GATEWAY_GROUP, "v1", "tcproutes", "TCPRoute", True)
-UDP_ROUTES = Resource("udp_routes", GATEWAY_GROUP, "v1", "udproutes", "UDPRoute", True)
+ENDPOINT_SLICES = Resource("endpoint_slices", DISCOVERY, "v1", "endpointslices", "EndpointSlice", True)
+GATEWAY_CLASSES = Resource("gateway_classes", GATEWAY, "v1", "gatewayclasses", "GatewayClass", False)
+GATEWAYS = Resource("gateways", GATEWAY, "v1", "gateways", "Gateway", True)
+TCP_ROUTES = Resource("tcp_routes", GATEWAY, "v1", "tcproutes", "TCPRoute", True)
+UDP_ROUTES = Resource("udp_routes", GATEWAY, "v1", "udproutes", "UDPRoute", True)
 # v1beta1 is the storage version in Gateway API v1.6 and served everywhere
 # ReferenceGrant exists; v1 is served only by newer bundles.
-REFERENCE_GRANTS = Resource("reference_grants", GATEWAY_GROUP, "v1beta1", "referencegrants", "ReferenceGrant", True)
-LEASES = Resource("leases", "coordination.k8s.io", "v1", "leases", "Lease", True)
+REFERENCE_GRANTS = Resource("reference_grants", GATEWAY, "v1beta1", "referencegrants", "ReferenceGrant", True)
+LEASES = Resource("leases", COORDINATION, "v1", "leases", "Lease", True)
 
 DEFAULT_RESOURCES: tuple[Resource, ...] = (
     SERVICES, NAMESPACES, CONFIG_MAPS, ENDPOINT_SLICES,

@@ -27,19 +27,20 @@ be a no-op (resourceVersion unchanged) reports False.
 from __future__ import annotations
 
 import copy
-import datetime
 import logging
 from typing import Any
 
 import tenacity
 from kubernetes.client import ApiClient
 
+from blixt import api_groups
+from blixt.gateway_api import ROUTE_KINDS, parent_ref_key
+from blixt.timestamps import utc_now
+
 from . import metrics, rest
-from .resources import GATEWAY_GROUP, STATUS_KINDS, Resource
+from .resources import STATUS_KINDS, Resource
 
 log = logging.getLogger(__name__)
-
-ROUTE_KINDS = ("TCPRoute", "UDPRoute")
 
 
 class _Conflict(Exception):
@@ -146,9 +147,9 @@ def merge_patch(old: dict, new: dict) -> dict:
 
 
 def _parent_key(parent: dict) -> tuple:
-    ref = parent.get("parentRef") or {}
-    return (parent.get("controllerName", ""), ref.get("group", GATEWAY_GROUP), ref.get("kind", "Gateway"),
-            ref.get("namespace", ""), ref.get("name", ""), ref.get("sectionName", ""), ref.get("port", 0))
+    # The route's namespace is not at hand here: an omitted parentRef namespace
+    # stays "", as the writer always compared it.
+    return (parent.get("controllerName", ""), *parent_ref_key(parent.get("parentRef") or {}))
 
 
 def merge_parents(desired: dict, live: dict, controller_name: str) -> dict:
@@ -169,10 +170,6 @@ def merge_parents(desired: dict, live: dict, controller_name: str) -> dict:
     return {**desired, "parents": merged}
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _keep_conditions(desired: list, live: list) -> list:
     live_by_type = {c.get("type"): c for c in live if isinstance(c, dict)}
     out = []
@@ -182,7 +179,7 @@ def _keep_conditions(desired: list, live: list) -> list:
         if old is not None and old.get("status") == c.get("status") and old.get("lastTransitionTime"):
             c["lastTransitionTime"] = old["lastTransitionTime"]
         elif not c.get("lastTransitionTime"):
-            c["lastTransitionTime"] = _now()
+            c["lastTransitionTime"] = utc_now()
         out.append(c)
     return out
 
@@ -219,10 +216,10 @@ def canonical(kind: str, status: dict) -> Any:
         a.setdefault("type", "IPAddress")
     for listener in s.get("listeners") or []:
         for k in listener.get("supportedKinds") or []:
-            k.setdefault("group", GATEWAY_GROUP)
+            k.setdefault("group", api_groups.GATEWAY)
     for p in s.get("parents") or []:
         ref = p.setdefault("parentRef", {})
-        ref.setdefault("group", GATEWAY_GROUP)
+        ref.setdefault("group", api_groups.GATEWAY)
         ref.setdefault("kind", "Gateway")
     return _sorted_maps(s)
 

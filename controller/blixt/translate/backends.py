@@ -8,11 +8,14 @@ import dataclasses
 import ipaddress
 import math
 
+from blixt import api_groups
 from blixt.dataplane.model import MAX_WEIGHT, Backend
 
-from .model import GROUP
+from .listeners import PROTOCOLS
+from .model import meta
 
-ROUTE_PROTOCOL = {"TCPRoute": "TCP", "UDPRoute": "UDP"}
+# A route kind -> the Service protocol its backends serve: the listener's.
+ROUTE_PROTOCOL = {kind: protocol for protocol, (_, kind) in PROTOCOLS.items()}
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 # The condition carries one reason when refs fail differently. RefNotPermitted
@@ -54,14 +57,14 @@ class Index:
             self.grants[ns].append(g.get("spec") or {})
         self.slices = collections.defaultdict(list)
         for (ns, _), s in snapshot.endpoint_slices.items():
-            svc = ((s.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+            svc = (meta(s).get("labels") or {}).get(SERVICE_NAME_LABEL)
             if svc:
                 self.slices[(ns, svc)].append(s)
 
     def permitted(self, from_kind: str, from_ns: str, to_ns: str, to_name: str) -> bool:
         for spec in self.grants.get(to_ns, ()):
-            if not any(f.get("group") == GROUP and f.get("kind") == from_kind and f.get("namespace") == from_ns
-                       for f in spec.get("from") or ()):
+            if not any(f.get("group") == api_groups.GATEWAY and f.get("kind") == from_kind
+                       and f.get("namespace") == from_ns for f in spec.get("from") or ()):
                 continue
             if any((t.get("group") or "") == "" and t.get("kind") == "Service"
                    and (not t.get("name") or t.get("name") == to_name) for t in spec.get("to") or ()):
@@ -70,7 +73,7 @@ class Index:
 
 
 def resolve(route_kind: str, route: dict, index: Index) -> Resolution:
-    route_ns = (route.get("metadata") or {}).get("namespace") or ""
+    route_ns = meta(route).get("namespace") or ""
     protocol = ROUTE_PROTOCOL[route_kind]
     refs, problems = [], []
     for rule in (route.get("spec") or {}).get("rules") or ():

@@ -3,11 +3,11 @@ desired dataplane out. Pure: no I/O, no clock (the caller passes `now`)."""
 
 from __future__ import annotations
 
+from blixt.gateway_api import ROUTE_KINDS
+
 from . import addresses, dataplane, gateway, gatewayclass, routes
 from .backends import Index
 from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
-
-ROUTE_KINDS = (("TCPRoute", "tcp_routes"), ("UDPRoute", "udp_routes"))
 
 
 def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
@@ -31,7 +31,7 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
 
     index = Index(snapshot)
     by_id, resolutions = {}, {}
-    for kind, attr in ROUTE_KINDS:
+    for kind, attr in ROUTE_KINDS.items():
         for (ns, name), route in getattr(snapshot, attr).items():
             entries, res = routes.attach(kind, route, gateways, snapshot.namespaces, index, controller_name, now)
             if entries or routes.has_our_entries(route, controller_name):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from blixt import api_groups
+
 from . import listeners as L
 from .addresses import Assigned, Request
 from .conditions import Cond, render
 from .gatewayclass import ClassState
-from .model import GROUP, generation, meta
+from .model import generation, meta
 from .params import ParamsError, gateway_pool
 from .pool import Pool
 
@@ -109,7 +111,7 @@ def _listener_status(l: L.Listener, gs: GatewayState, old: dict, gen: int, now: 
         conf = Cond("Conflicted", False, "NoConflicts", "")
     return {
         "name": l.name,
-        "supportedKinds": [{"group": GROUP, "kind": k} for k in l.kinds],
+        "supportedKinds": [{"group": api_groups.GATEWAY, "kind": k} for k in l.kinds],
         "attachedRoutes": len(l.attached),
         "conditions": render([acc, refs, prog, conf], old.get("conditions"), gen, now),
     }

@@ -6,7 +6,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from .model import GROUP
+from blixt import api_groups
+
+from .model import meta
 from .selectors import matches
 
 # Listener protocol -> (dataplane protocol, the one route kind it carries).
@@ -53,7 +55,7 @@ class Listener:
             return route_ns == self.gateway_ns
         if frm == "Selector":
             ns = namespaces.get(route_ns) or {}
-            return matches(policy.get("selector"), (ns.get("metadata") or {}).get("labels") or {})
+            return matches(policy.get("selector"), meta(ns).get("labels") or {})
         return False
 
 
@@ -64,9 +66,9 @@ def _kinds(listener: Listener) -> None:
         listener.kinds = [native] if native else []
         return
     for k in wanted:
-        group = k.get("group", GROUP)
+        group = k.get("group", api_groups.GATEWAY)
         kind = k.get("kind") or ""
-        if group == GROUP and kind == native:
+        if group == api_groups.GATEWAY and kind == native:
             if kind not in listener.kinds:
                 listener.kinds.append(kind)
         else:
@@ -74,7 +76,7 @@ def _kinds(listener: Listener) -> None:
 
 
 def evaluate(gw: dict) -> list[Listener]:
-    ns = (gw.get("metadata") or {}).get("namespace") or ""
+    ns = meta(gw).get("namespace") or ""
     out = []
     for spec in (gw.get("spec") or {}).get("listeners") or ():
         listener = Listener(spec.get("name") or "", spec.get("port") or 0, spec.get("protocol") or "", ns, spec)

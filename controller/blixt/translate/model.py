@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping, NamedTuple
 
+from blixt import api_groups
 from blixt.dataplane.model import Dataplane
 
-CONTROLLER_NAME = "gateway.networking.k8s.io/blixt"
-GROUP = "gateway.networking.k8s.io"
+CONTROLLER_NAME = f"{api_groups.GATEWAY}/blixt"
 
 NsName = tuple[str, str]
 

@@ -4,6 +4,7 @@ InvalidParameters condition."""
 
 from __future__ import annotations
 
+from .model import meta
 from .pool import Pool, PoolError, pool_from_config_map
 
 
@@ -37,4 +38,4 @@ def gateway_pool(gw: dict, config_maps) -> Pool | None:
     ref = ((gw.get("spec") or {}).get("infrastructure") or {}).get("parametersRef")
     if not ref:
         return None
-    return _config_map(ref, (gw.get("metadata") or {}).get("namespace") or "", config_maps)
+    return _config_map(ref, meta(gw).get("namespace") or "", config_maps)

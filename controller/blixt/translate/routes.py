@@ -3,16 +3,13 @@ entries we own."""
 
 from __future__ import annotations
 
+from blixt import api_groups
+from blixt.gateway_api import parent_ref_key
+
 from .backends import Index, Resolution, resolve
 from .conditions import Cond, render
 from .gateway import GatewayState
-from .model import GROUP, generation, meta
-
-
-def parent_key(ref: dict, route_ns: str) -> tuple:
-    """A parentRef with the API defaults filled in, to compare refs."""
-    return (ref.get("group", GROUP), ref.get("kind") or "Gateway", ref.get("namespace") or route_ns,
-            ref.get("name") or "", ref.get("sectionName") or None, ref.get("port") or None)
+from .model import generation, meta
 
 
 def _accept(route_kind: str, route_ns: str, ref: dict, gs: GatewayState, namespaces, route_id) -> Cond:
@@ -48,13 +45,13 @@ def attach(route_kind: str, route: dict, gateways: dict[tuple[str, str], Gateway
     old = {}
     for p in (route.get("status") or {}).get("parents") or ():
         if p.get("controllerName") == controller_name:
-            old[parent_key(p.get("parentRef") or {}, ns)] = p.get("conditions")
+            old[parent_ref_key(p.get("parentRef") or {}, ns)] = p.get("conditions")
     entries, seen, res = [], set(), None
     for ref in (route.get("spec") or {}).get("parentRefs") or ():
-        key = parent_key(ref, ns)
-        if key[0] != GROUP or key[1] != "Gateway" or key in seen:
+        key = parent_ref_key(ref, ns)
+        if key.group != api_groups.GATEWAY or key.kind != "Gateway" or key in seen:
             continue
-        gs = gateways.get((key[2], key[3]))
+        gs = gateways.get((key.namespace, key.name))
         if gs is None:  # not a Gateway of ours: its controller writes the entry
             continue
         seen.add(key)
