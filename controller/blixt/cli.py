@@ -18,8 +18,10 @@ from blixt.bpfman import client as bpfman
 
 DESCRIPTION = """\
 blixt is a layer-4 load balancer for Kubernetes. It implements Gateway API
-TCPRoute and UDPRoute and the Service API (ClusterIP, NodePort, LoadBalancer)
-with TC eBPF programs that bpfman loads, and the kernel's conntrack and NAT.
+GatewayClass, Gateway, TCPRoute and UDPRoute with TC eBPF programs that bpfman
+loads, and the kernel's conntrack and NAT. Services serve only as route
+backends; Service load balancing (ClusterIP, NodePort, LoadBalancer) is not
+implemented.
 """
 
 EPILOG = """\
@@ -162,6 +164,11 @@ def _bpfman_programs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_translate(args: argparse.Namespace) -> int:
+    from blixt import offline
+    return offline.run(args.file, node=args.node, controller_name=args.controller_name, json_output=args.json)
+
+
 def _key_value(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -247,6 +254,25 @@ def build_parser() -> argparse.ArgumentParser:
     progs.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
                        help="deadline for each call, seconds (default: %(default)s)")
     progs.set_defaults(run=_bpfman_programs)
+
+    from blixt.translate import CONTROLLER_NAME
+    tr = sub.add_parser(
+        "translate",
+        help="show the statuses and dataplane blixt would produce for objects in files (no cluster)",
+        description="Read Kubernetes objects (GatewayClass, Gateway, TCPRoute, UDPRoute, ReferenceGrant, "
+                    "Service, EndpointSlice, Namespace, ConfigMap) from YAML or JSON files, run the "
+                    "translation the controller and agent run, and print each object's status conditions "
+                    "and the desired dataplane: frontends and their weighted backends. Other kinds are "
+                    "skipped with a warning. Nothing is read from or written to a cluster.",
+    )
+    tr.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
+                    help="YAML (multi-document) or JSON file, '-' for stdin; repeatable")
+    tr.add_argument("--node", help="translate for this node: backends on it are not masqueraded "
+                    "(default: none, every backend is masqueraded)")
+    tr.add_argument("--controller-name", default=CONTROLLER_NAME,
+                    help="GatewayClass controllerName served (default: %(default)s)")
+    tr.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    tr.set_defaults(run=_run_translate)
     return parser
 
 

@@ -1,5 +1,8 @@
-"""Print the conformance run as a table of upstream test names -> result,
-from pytest's JUnit XML: `python tests/conformance/report.py build/conformance.xml`."""
+"""Print the conformance run as a table of scenario -> result, from pytest's
+JUnit XML: `python tests/conformance/report.py build/conformance.xml`.
+
+The scenarios are blixt's own (tests/conformance), not the upstream Gateway
+API conformance suite; each is named after the upstream test it mirrors."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-# Our scenario -> the upstream Gateway API v1.6.1 conformance test it mirrors.
-UPSTREAM = {
+# Our scenario -> the name of the upstream Gateway API v1.6.1 conformance test
+# it mirrors ("(blixt)": no upstream test of that name).
+NAMED_AFTER = {
     "test_invalid_backend_ref_nonexistent": "{kind}InvalidBackendRefNonexistent",
     "test_invalid_cross_namespace_backend_ref": "{kind}InvalidCrossNamespaceBackendRef",
     "test_invalid_listener_protocol": "{kind}InvalidNon{proto}Listener",
@@ -34,7 +38,7 @@ def rows(path: str) -> list[tuple[str, str, str]]:
         m = re.fullmatch(r"(\w+)(?:\[(\w+)\])?", case.get("name", ""))
         func, param = (m[1], m[2]) if m else (case.get("name"), None)
         kind = param or ""
-        name = UPSTREAM.get(func, func).format(kind=kind, proto=kind.replace("Route", ""))
+        name = NAMED_AFTER.get(func, func).format(kind=kind, proto=kind.replace("Route", ""))
         if case.find("failure") is not None or case.find("error") is not None:
             result = "FAIL"
         elif case.find("skipped") is not None:
@@ -48,7 +52,11 @@ def rows(path: str) -> list[tuple[str, str, str]]:
 def main() -> int:
     table = rows(sys.argv[1])
     width = max(len(n) for n, _, _ in table)
-    print(f"\n{'upstream test (Gateway API v1.6.1)':{width}}  result  time")
+    print("\nblixt's own L4 scenarios (tests/conformance), not the upstream Gateway API suite;")
+    print("each is named after the Gateway API v1.6.1 conformance test it mirrors.\n")
+    heading = "blixt scenario"
+    width = max(width, len(heading))
+    print(f"{heading:{width}}  result  time")
     for name, result, t in table:
         print(f"{name:{width}}  {result:6}  {t}")
     passed = sum(r == "PASS" for _, r, _ in table)
