@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 /* blixt TC programs: classify IPv4 TCP/UDP packets addressed to a service,
  * pick a backend, and write the decision into skb->mark. The kernel's
- * conntrack and the agent's nftables table do the translation.
+ * conntrack and the agent's nftables table do the translation; the table acts
+ * only on packets to frontends it knows, so a mark alone never triggers NAT.
  *
  * bpfman v0.6.0 accepts only "classifier" sections and names programs by C
  * function name. Both programs live in one object so one bpfman Load shares
  * the maps. Neither ever drops: a decision is a mark, and every packet goes on
- * to the next program (TC_ACT_PIPE behind bpfman's dispatcher, TCX_NEXT). */
+ * to the next program (TC_ACT_PIPE behind bpfman's dispatcher, TCX_NEXT).
+ *
+ * Map values are read through pointers that a concurrent update may recycle
+ * (a hash map reuses a replaced element), so every value the decision uses
+ * is copied to the stack once and validated there. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -20,10 +25,12 @@
 /* TCX return codes; older uapi headers do not name them. */
 #define BLIXT_TCX_NEXT (-1)
 
-#define IP_MF     0x2000
 #define IP_OFFSET 0x1fff
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
+
+/* One load of a field: the compiler may not re-read it from the map later. */
+#define READ_ONCE(x) (*(const volatile typeof(x) *)&(x))
 
 /* Load-time configuration, overridden through bpfman's global data. */
 const volatile struct blixt_config blixt_cfg = {
@@ -33,9 +40,12 @@ const volatile struct blixt_config blixt_cfg = {
 	.reject_mark = BLIXT_DEFAULT_REJECT_MARK,
 };
 
+/* Hash maps are not preallocated: memory follows what is programmed, not the
+ * capacity. The LRU map (affinity) is always preallocated by the kernel. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BLIXT_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct blixt_service_key);
 	__type(value, struct blixt_service);
 } blixt_services SEC(".maps");
@@ -43,6 +53,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BLIXT_MAX_SLOTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct blixt_slot_key);
 	__type(value, struct blixt_slot);
 } blixt_slots SEC(".maps");
@@ -50,6 +61,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BLIXT_MAX_MEMBERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct blixt_member_key);
 	__type(value, struct blixt_slot);
 } blixt_members SEC(".maps");
@@ -64,6 +76,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, BLIXT_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct blixt_stats);
 } blixt_stats SEC(".maps");
@@ -71,60 +84,60 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BLIXT_MAX_LOCAL_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __be32);
 	__type(value, __u32);
 } blixt_local_addrs SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, BLIXT_MAX_UDP_FLOWS);
-	__type(key, struct blixt_flow_key);
-	__type(value, __u64);
-} blixt_udp_flows SEC(".maps");
-
 struct packet {
-	struct blixt_flow_key flow;
-	__u8 tcp_flags;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 new_conn;        /* TCP SYN without ACK; always 1 for UDP (see pick) */
 };
 
-/* Parse through bpf_skb_load_bytes so non-linear skbs work too. Returns 0 for
- * a first (or only) IPv4 fragment of TCP or UDP with its ports readable. */
+/* Parse from the network header (BPF_HDR_START_NET), so the same code works
+ * on Ethernet devices and on layer-3 devices (ipip, wireguard, tun) whose
+ * packets start with the IP header; through bpf_skb_load_bytes_relative so
+ * non-linear skbs work too. Returns 0 for a first (or only) IPv4 fragment of
+ * TCP or UDP with a complete transport header. */
 static __always_inline int parse(struct __sk_buff *skb, struct packet *pkt)
 {
-	__be16 proto;
 	struct iphdr ip;
 	__be16 ports[2];
+	__u8 tcp[20];
 	__u32 l4;
 
-	if (bpf_skb_load_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto)))
+	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return -1;
-	if (proto != bpf_htons(ETH_P_IP))
-		return -1;
-	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr), &ip, sizeof(ip)))
+	if (bpf_skb_load_bytes_relative(skb, 0, &ip, sizeof(ip), BPF_HDR_START_NET))
 		return -1;
 	if (ip.version != 4 || ip.ihl < 5)
 		return -1;
 	/* Later fragments carry no ports; conntrack reassembles before NAT. */
 	if (ip.frag_off & bpf_htons(IP_OFFSET))
 		return -1;
-	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
-		return -1;
-	l4 = sizeof(struct ethhdr) + ip.ihl * 4;
-	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)))
-		return -1;
-	pkt->tcp_flags = 0;
+	l4 = ip.ihl * 4;
 	if (ip.protocol == IPPROTO_TCP) {
 		/* A TCP header shorter than 20 bytes is not ours to judge. */
-		if (bpf_skb_load_bytes(skb, l4 + 13, &pkt->tcp_flags, 1))
+		if (bpf_skb_load_bytes_relative(skb, l4, tcp, sizeof(tcp), BPF_HDR_START_NET))
 			return -1;
-		if (l4 + 20 > skb->len)
+		__builtin_memcpy(ports, tcp, sizeof(ports));
+		pkt->new_conn = (tcp[13] & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	} else if (ip.protocol == IPPROTO_UDP) {
+		if (bpf_skb_load_bytes_relative(skb, l4, ports, sizeof(ports), BPF_HDR_START_NET))
 			return -1;
+		pkt->new_conn = 1;
+	} else {
+		return -1;
 	}
-	pkt->flow.saddr = ip.saddr;
-	pkt->flow.daddr = ip.daddr;
-	pkt->flow.sport = ports[0];
-	pkt->flow.dport = ports[1];
-	pkt->flow.proto = ip.protocol;
+	pkt->saddr = ip.saddr;
+	pkt->daddr = ip.daddr;
+	pkt->sport = ports[0];
+	pkt->dport = ports[1];
+	pkt->proto = ip.protocol;
 	return 0;
 }
 
@@ -139,46 +152,43 @@ static __always_inline __u32 mix32(__u32 h)
 }
 
 /* Same flow, same hash: every packet of a connection picks the same slot. */
-static __always_inline __u32 flow_hash(const struct blixt_flow_key *f)
+static __always_inline __u32 flow_hash(const struct packet *p)
 {
-	__u32 h = mix32(f->proto + 0x9e3779b9);
+	__u32 h = mix32(p->proto + 0x9e3779b9);
 
-	h = mix32(h ^ f->saddr);
-	h = mix32(h ^ f->daddr);
-	h = mix32(h ^ (((__u32)f->sport << 16) | f->dport));
+	h = mix32(h ^ p->saddr);
+	h = mix32(h ^ p->daddr);
+	h = mix32(h ^ (((__u32)p->sport << 16) | p->dport));
 	return h;
 }
 
-static __always_inline struct blixt_service *find_service(const struct blixt_flow_key *f)
+/* The service for this packet, copied into *svc; 0 when there is none or its
+ * entry does not validate (a recycled element caught mid-update). */
+static __always_inline int find_service(const struct packet *p, struct blixt_service *svc)
 {
 	struct blixt_service_key key = {
-		.addr = f->daddr,
-		.port = f->dport,
-		.proto = f->proto,
+		.addr = p->daddr,
+		.port = p->dport,
+		.proto = p->proto,
 	};
-	struct blixt_service *svc = bpf_map_lookup_elem(&blixt_services, &key);
+	struct blixt_service *v = bpf_map_lookup_elem(&blixt_services, &key);
 
-	if (svc)
-		return svc;
-	if (!bpf_map_lookup_elem(&blixt_local_addrs, &f->daddr))
-		return NULL;
-	key.addr = 0;
-	return bpf_map_lookup_elem(&blixt_services, &key);
-}
-
-static __always_inline int is_new_flow(const struct packet *pkt, __u64 now)
-{
-	__u64 *last;
-
-	if (pkt->flow.proto == IPPROTO_TCP)
-		return (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
-	last = bpf_map_lookup_elem(&blixt_udp_flows, &pkt->flow);
-	if (last && now - *last < BLIXT_UDP_FLOW_IDLE_NS) {
-		*last = now;
-		return 0;
+	if (!v) {
+		if (!bpf_map_lookup_elem(&blixt_local_addrs, &p->daddr))
+			return 0;
+		key.addr = 0;
+		v = bpf_map_lookup_elem(&blixt_services, &key);
+		if (!v)
+			return 0;
 	}
-	bpf_map_update_elem(&blixt_udp_flows, &pkt->flow, &now, BPF_ANY);
-	return 1;
+	svc->id = READ_ONCE(v->id);
+	svc->gen = READ_ONCE(v->gen);
+	svc->slot_count = READ_ONCE(v->slot_count);
+	svc->flags = READ_ONCE(v->flags);
+	svc->affinity_timeout = READ_ONCE(v->affinity_timeout);
+	/* Nothing below may re-read *v: it may belong to another key by now. */
+	asm volatile("" ::: "memory");
+	return svc->id != 0 && svc->slot_count <= BLIXT_MAX_SLOTS_PER_SERVICE;
 }
 
 static __always_inline void count(__u32 service_id, struct __sk_buff *skb, int new_flow)
@@ -199,80 +209,94 @@ static __always_inline void count(__u32 service_id, struct __sk_buff *skb, int n
 	st->new_flows += new_flow;
 }
 
-/* The backend for this packet, or NULL when a slot table update is mid-flip. */
-static __always_inline const struct blixt_slot *
-pick(const struct blixt_service *svc, const struct packet *pkt, __u64 now)
+static __always_inline int copy_slot(const struct blixt_slot *from, struct blixt_slot *to)
+{
+	if (!from)
+		return 0;
+	to->backend_id = READ_ONCE(from->backend_id);
+	to->flags = READ_ONCE(from->flags);
+	asm volatile("" ::: "memory");
+	return to->backend_id != 0;
+}
+
+/* The backend for this packet in *out; 0 when a slot table update is
+ * mid-flip. Client-IP affinity as kube-proxy keeps it: consulted, refreshed
+ * and created only by new connections, so a long flow neither extends nor
+ * moves it. The program cannot see conntrack, so every UDP packet counts as
+ * new (a UDP flow keeps its client's affinity alive while it sends). */
+static __always_inline int pick(const struct blixt_service *svc, const struct packet *pkt,
+				__u64 now, struct blixt_slot *out)
 {
 	struct blixt_slot_key sk = {
 		.service_id = svc->id,
 		.gen = svc->gen,
-		.slot = flow_hash(&pkt->flow) % svc->slot_count,
+		.slot = flow_hash(pkt) % svc->slot_count,
 	};
 	struct blixt_affinity_key ak = {
-		.client = pkt->flow.saddr,
+		.client = pkt->saddr,
 		.service_id = svc->id,
 	};
-	const struct blixt_slot *slot;
+	int sticky = (svc->flags & BLIXT_SVC_AFFINITY) && pkt->new_conn;
 
-	if (svc->flags & BLIXT_SVC_AFFINITY) {
+	if (sticky) {
 		struct blixt_affinity *aff = bpf_map_lookup_elem(&blixt_affinity, &ak);
 
-		if (aff && now - aff->last_seen_ns < (__u64)svc->affinity_timeout * 1000000000ull) {
+		if (aff) {
+			__u64 seen = READ_ONCE(aff->last_seen_ns);
 			struct blixt_member_key mk = {
 				.service_id = svc->id,
-				.backend_id = aff->slot.backend_id,
+				.backend_id = READ_ONCE(aff->slot.backend_id),
 			};
+
 			/* Members carry current flags, so a backend that became
 			 * remote is masqueraded from now on. */
-			const struct blixt_slot *member = bpf_map_lookup_elem(&blixt_members, &mk);
+			if (now - seen < (__u64)svc->affinity_timeout * 1000000000ull &&
+			    copy_slot(bpf_map_lookup_elem(&blixt_members, &mk), out)) {
+				struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };
 
-			if (member) {
-				aff->last_seen_ns = now;
-				return member;
+				bpf_map_update_elem(&blixt_affinity, &ak, &fresh, BPF_ANY);
+				return 1;
 			}
 		}
 	}
-	slot = bpf_map_lookup_elem(&blixt_slots, &sk);
-	if (slot && (svc->flags & BLIXT_SVC_AFFINITY)) {
-		struct blixt_affinity fresh = { .slot = *slot, .last_seen_ns = now };
+	if (!copy_slot(bpf_map_lookup_elem(&blixt_slots, &sk), out))
+		return 0;
+	if (sticky) {
+		struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };
 
 		bpf_map_update_elem(&blixt_affinity, &ak, &fresh, BPF_ANY);
 	}
-	return slot;
+	return 1;
 }
 
 static __always_inline void classify(struct __sk_buff *skb)
 {
 	struct packet pkt = {};
-	struct blixt_service *svc;
-	const struct blixt_slot *slot;
+	struct blixt_service svc;
+	struct blixt_slot slot;
 	__u32 field = blixt_cfg.id_mask | blixt_cfg.masq_mark | blixt_cfg.reject_mark;
 	__u32 decision;
 	__u64 now;
 
 	if (parse(skb, &pkt))
 		return;
-	svc = find_service(&pkt.flow);
-	if (!svc)
+	if (!find_service(&pkt, &svc))
 		return;
 	now = bpf_ktime_get_ns();
-	count(svc->id, skb, is_new_flow(&pkt, now));
-	if (svc->slot_count == 0) {
+	count(svc.id, skb, pkt.proto == IPPROTO_TCP && pkt.new_conn);
+	if (svc.slot_count == 0) {
 		decision = blixt_cfg.reject_mark;
 	} else {
-		slot = pick(svc, &pkt, now);
-		if (!slot) {
+		if (!pick(&svc, &pkt, now, &slot)) {
 			/* The table flipped between the two lookups and the old
 			 * generation is gone: read the service again, once. */
-			svc = find_service(&pkt.flow);
-			if (!svc || svc->slot_count == 0)
+			if (!find_service(&pkt, &svc) || svc.slot_count == 0)
 				return;
-			slot = pick(svc, &pkt, now);
-			if (!slot)
+			if (!pick(&svc, &pkt, now, &slot))
 				return;
 		}
-		decision = (slot->backend_id << blixt_cfg.id_shift) & blixt_cfg.id_mask;
-		if (slot->flags & BLIXT_SLOT_MASQ)
+		decision = (slot.backend_id << blixt_cfg.id_shift) & blixt_cfg.id_mask;
+		if (slot.flags & BLIXT_SLOT_MASQ)
 			decision |= blixt_cfg.masq_mark;
 	}
 	skb->mark = (skb->mark & ~field) | decision;

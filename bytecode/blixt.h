@@ -11,11 +11,13 @@
 
 /* Map capacities (max_entries). */
 #define BLIXT_MAX_SERVICES     65536
-#define BLIXT_MAX_SLOTS        (1 << 20)
+#define BLIXT_MAX_SLOTS        (1 << 19)
 #define BLIXT_MAX_MEMBERS      (1 << 18)
-#define BLIXT_MAX_AFFINITY     65536
+#define BLIXT_MAX_AFFINITY     32768
 #define BLIXT_MAX_LOCAL_ADDRS  256
-#define BLIXT_MAX_UDP_FLOWS    65536
+/* Slots one service may use; the program refuses a larger slot_count, so a
+ * torn or corrupt service entry can never index past its table. */
+#define BLIXT_MAX_SLOTS_PER_SERVICE 4096
 
 /* A service is found by destination address, port and protocol. An entry
  * with addr 0 is a wildcard: it matches any address in blixt_local_addrs
@@ -72,23 +74,13 @@ struct blixt_affinity {
 	__u64 last_seen_ns;   /* bpf_ktime_get_ns() */
 };
 
-/* Per-service, per-CPU counters. new_flows: TCP SYNs, and UDP 5-tuples not
- * seen for BLIXT_UDP_FLOW_IDLE_NS. */
+/* Per-service, per-CPU counters. new_flows counts TCP connection attempts
+ * (SYN without ACK); a UDP packet cannot tell the program whether conntrack
+ * already knows its flow, so UDP services count packets and bytes only. */
 struct blixt_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 new_flows;
-};
-
-#define BLIXT_UDP_FLOW_IDLE_NS (30ull * 1000000000ull)
-
-struct blixt_flow_key {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 proto;
-	__u8 pad[3];
 };
 
 /* Where the decision goes in skb->mark. Set at load time through bpfman's

@@ -13,16 +13,11 @@ import pathlib
 import sys
 
 from blixt import oci_image
-from blixt.dataplane.btf import Btf
-from blixt.dataplane.manager import PROGRAMS
+from blixt.btf import Btf
+from blixt.dataplane.layout import MAP_TYPE_NAMES
+from blixt.node.manager import PROGRAMS
 
 # Kernel map type numbers (enum bpf_map_type) to the names the labels use.
-MAP_TYPE_NAMES = {
-    1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
-    6: "percpu_array", 7: "stack_trace", 8: "cgroup_array", 9: "lru_hash",
-    10: "lru_percpu_hash", 11: "lpm_trie", 12: "array_of_maps", 13: "hash_of_maps",
-    27: "ringbuf",
-}
 
 
 def labels(object_path: pathlib.Path) -> tuple[dict[str, str], dict[str, str]]:

@@ -84,12 +84,12 @@ def _run_controller(args: argparse.Namespace) -> int:
 
 
 def _interface(text: str):
-    from blixt.dataplane.manager import Attachment
-    iface, _, direction = text.partition("/")
-    try:
-        return Attachment(iface, direction or "ingress")
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    from blixt.node.manager import Attachment
+    if "/" in text:
+        # TC egress runs after netfilter's output and postrouting hooks: a mark
+        # set there could never steer NAT, so only ingress is offered.
+        raise argparse.ArgumentTypeError(f"{text!r}: give an interface name; blixt attaches to ingress only")
+    return Attachment(text)
 
 
 def _netns_addresses(netns: str | None):
@@ -103,7 +103,7 @@ def _netns_addresses(netns: str | None):
 
 
 def _run_agent(args: argparse.Namespace) -> int:
-    from blixt.dataplane.manager import Manager, Settings
+    from blixt.node.manager import Manager, Settings
     from blixt.dataplane.marks import MarkConfig
     from blixt.kube.config import ApiServerUnreachable, ConfigError
     from blixt.kube.watch import Cache
@@ -228,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     code = agent.add_mutually_exclusive_group(required=True)
     code.add_argument("--bytecode-image", metavar="REF", help="OCI image with blixt's bytecode (HTTPS registry)")
     code.add_argument("--bytecode-file", metavar="PATH", help="object file on the node instead (development)")
-    agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE[/DIRECTION]",
-                       help="attach to IFACE, direction ingress (default) or egress; repeatable")
+    agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE",
+                       help="classify packets arriving on IFACE (TC ingress); repeatable")
     agent.add_argument("--attach-mode", choices=("tcx", "tc"), default="tcx",
                        help="TCX links, or legacy TC behind bpfman's dispatcher (default: %(default)s)")
     agent.add_argument("--netns", help="`ip netns` name of the node's network namespace (default: bpfman's own)")

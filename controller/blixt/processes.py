@@ -9,7 +9,6 @@ idempotent: a pass over unchanged objects writes nothing and applies nothing.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import logging
 import threading
@@ -17,19 +16,16 @@ import time
 from typing import Callable
 
 from blixt import translate
-from blixt.dataplane.manager import Manager
 from blixt.dataplane.model import Dataplane
-from blixt.dataplane.tables import describe, service_key
+from blixt.dataplane.plan import describe, service_key
+from blixt.node.manager import Manager
+from blixt.timestamps import utc_now
 from blixt.kube import metrics
 from blixt.kube.leader import LeaderElector
 from blixt.kube.status import StatusWriter
 from blixt.kube.watch import Cache
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def snapshot_of(cache: Cache) -> translate.Snapshot:

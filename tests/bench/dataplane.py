@@ -33,7 +33,7 @@ from harness.bpfman import BpfmanServer  # noqa: E402
 from harness.netns import Topology  # noqa: E402
 
 from blixt.bpfman import client as bc  # noqa: E402
-from blixt.dataplane.manager import Attachment, Manager, Settings  # noqa: E402
+from blixt.node.manager import Attachment, Manager, Settings  # noqa: E402
 from blixt.dataplane.marks import MarkConfig  # noqa: E402
 from blixt.dataplane.model import Backend, Dataplane, Service  # noqa: E402
 

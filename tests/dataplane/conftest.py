@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from blixt.bpfman import client as bc
-from blixt.dataplane.manager import Attachment, Manager, Settings
+from blixt.node.manager import Attachment, Manager, Settings
 from harness.traffic import run_client, start_echo, stop_echo
 
 

@@ -1,4 +1,4 @@
-"""blixt.dataplane.bpf on the real kernel: maps created and pinned on a
+"""blixt.node.bpf on the real kernel: maps created and pinned on a
 private bpffs, then used only through PinnedMap, as the agent uses bpfman's
 pins. Needs root."""
 
@@ -12,7 +12,9 @@ import subprocess
 
 import pytest
 
-from blixt.dataplane import bpf, layout
+from blixt.dataplane import layout
+from blixt.node import bpf
+from harness import bpftest
 from harness import paths
 from harness.paths import component as _component
 
@@ -35,9 +37,9 @@ def make_map(bpffs):
     opened: list[bpf.PinnedMap] = []
 
     def make(map_type, key_size, value_size, max_entries, name="blixt_test"):
-        fd = bpf.create_map(map_type, key_size, value_size, max_entries, name)
+        fd = bpftest.create_map(map_type, key_size, value_size, max_entries, name)
         try:
-            bpf.pin(fd, bpffs / name)
+            bpftest.pin(fd, bpffs / name)
         finally:
             os.close(fd)  # the pin keeps the map alive
         m = bpf.PinnedMap.open(bpffs / name)
@@ -63,20 +65,20 @@ def possible_cpus() -> int:
 
 
 def test_info_fields(make_map, bpffs):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 8, 24, 128, name="blixt_services")
-    assert (m.map_type, m.key_size, m.value_size, m.max_entries) == (bpf.BPF_MAP_TYPE_HASH, 8, 24, 128)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 24, 128, name="blixt_services")
+    assert (m.map_type, m.key_size, m.value_size, m.max_entries) == (layout.BPF_MAP_TYPE_HASH, 8, 24, 128)
     assert m.name == "blixt_services"
     assert m.id > 0 and m.path == str(bpffs / "blixt_services")
     assert not m.percpu and m.value_buffer_size == 24
 
 
 def test_long_names_are_cut_to_15_characters(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 4, name="blixt_local_addrs")
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 4, name="blixt_local_addrs")
     assert m.name == "blixt_local_add"
 
 
 def test_update_lookup_delete(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 8, 24, 16)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 24, 16)
     key = layout.ServiceKey.of("10.0.0.1", 80, "tcp")
     val = layout.Service(id=1, gen=2, slot_count=3, flags=layout.SVC_AFFINITY, affinity_timeout=30)
     assert m.lookup(bytes(key)) is None
@@ -93,12 +95,12 @@ def test_update_lookup_delete(make_map):
 
 
 def test_delete_missing_returns_false(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 4)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 4)
     assert m.delete(u32(7)) is False
 
 
 def test_keys_and_items(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 8, 64)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 8, 64)
     want = {u32(i): struct.pack("=Q", i * 1000) for i in range(50)}
     for k, v in want.items():
         m.update(k, v)
@@ -108,12 +110,12 @@ def test_keys_and_items(make_map):
 
 
 def test_empty_map_has_no_keys(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 8, 4)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 8, 4)
     assert list(m.keys()) == [] and list(m.items()) == []
 
 
 def test_batches_of_ten_thousand(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 12, 8, 20000)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 12, 8, 20000)
     keys = [bytes(layout.SlotKey(5, 1, i)) for i in range(10000)]
     vals = [bytes(layout.Slot(i + 1, i & 1)) for i in range(10000)]
     m.update_batch(keys, vals)
@@ -127,7 +129,7 @@ def test_batches_of_ten_thousand(make_map):
 
 
 def test_update_batch_reports_partial_progress(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 8)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 8)
     with pytest.raises(bpf.BpfError) as e:
         m.update_batch([u32(i) for i in range(10)], [u32(i) for i in range(10)])
     assert e.value.errno == errno.E2BIG
@@ -137,7 +139,7 @@ def test_update_batch_reports_partial_progress(make_map):
 
 def test_update_batch_rejected_flags_report_nothing_written(make_map):
     # The kernel's generic batch update takes only BPF_ANY (or BPF_F_LOCK).
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 8)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 8)
     with pytest.raises(bpf.BpfError) as e:
         m.update_batch([u32(1)], [u32(1)], bpf.BPF_NOEXIST)
     assert e.value.errno == errno.EINVAL
@@ -145,7 +147,7 @@ def test_update_batch_rejected_flags_report_nothing_written(make_map):
 
 
 def test_update_beyond_capacity_names_path_and_e2big(make_map, bpffs):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 4, name="blixt_small")
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 4, name="blixt_small")
     for i in range(4):
         m.update(u32(i), u32(i))
     with pytest.raises(bpf.BpfError) as e:
@@ -157,7 +159,7 @@ def test_update_beyond_capacity_names_path_and_e2big(make_map, bpffs):
 
 
 def test_wrong_sizes_raise_value_error(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 8, 24, 4)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 24, 4)
     with pytest.raises(ValueError, match="key must be 8 bytes, got 4"):
         m.update(u32(1), bytes(24))
     with pytest.raises(ValueError, match="value must be 24 bytes, got 8"):
@@ -177,7 +179,7 @@ def test_open_missing_path(bpffs):
 
 
 def test_closed_map_refuses_use(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_HASH, 4, 4, 4)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 4, 4, 4)
     m.close()
     m.close()  # idempotent
     with pytest.raises(ValueError, match="closed"):
@@ -185,7 +187,7 @@ def test_closed_map_refuses_use(make_map):
 
 
 def test_percpu_hash_lookup(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_PERCPU_HASH, 4, 24, 16)
+    m = make_map(layout.BPF_MAP_TYPE_PERCPU_HASH, 4, 24, 16)
     n = possible_cpus()
     assert m.percpu and m.ncpus == n and m.value_buffer_size == 24 * n
     values = [bytes(layout.Stats(packets=i + 1, bytes=100 * (i + 1), new_flows=i)) for i in range(n)]
@@ -199,7 +201,7 @@ def test_percpu_hash_lookup(make_map):
 
 
 def test_percpu_values_are_padded_to_8_bytes(make_map):
-    m = make_map(bpf.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2)
+    m = make_map(layout.BPF_MAP_TYPE_PERCPU_ARRAY, 4, 4, 2)
     n = possible_cpus()
     assert m.value_buffer_size == 8 * n
     m.update_percpu(u32(1), [u32(0xA0 + i) for i in range(n)])
@@ -211,5 +213,5 @@ def test_prog_fd_by_id_unknown():
     with _component():
         paths.require_root("BPF program lookups")
     with pytest.raises(bpf.BpfError) as e:
-        bpf.prog_fd_by_id(0x7FFFFFF0)
+        bpftest.prog_fd_by_id(0x7FFFFFF0)
     assert e.value.errno == errno.ENOENT and "program id" in str(e.value)

@@ -10,8 +10,8 @@ import os
 import pytest
 
 from blixt.bpfman import client as bc
-from blixt.dataplane import bpf
-from blixt.dataplane.manager import Attachment, Manager, Settings
+from harness import bpftest
+from blixt.node.manager import Attachment, Manager, Settings
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Backend, Dataplane, Service
 from harness import packets as P
@@ -33,7 +33,7 @@ def loaded(bpfman_server, bytecode_image):
                                    attachments=(Attachment("eth-client"),), mode="tcx",
                                    netns=topo.node.netns))
     mgr.ensure_loaded()
-    fds = {p.name: bpf.prog_fd_by_id(p.id) for p in mgr.programs}
+    fds = {p.name: bpftest.prog_fd_by_id(p.id) for p in mgr.programs}
     yield mgr, fds
     for fd in fds.values():
         os.close(fd)
@@ -50,10 +50,10 @@ def dp(loaded):
 
 
 def run(fds, frame: bytes, mark: int = 0, prog: str = "blixt_tcx"):
-    ctx = bpf.SkBuff()
+    ctx = bpftest.SkBuff()
     ctx.mark = mark
-    res = bpf.test_run(fds[prog], frame, ctx=bytes(ctx), ctx_out_size=ctypes.sizeof(bpf.SkBuff))
-    out = bpf.SkBuff.from_buffer_copy(res.ctx_out)
+    res = bpftest.test_run(fds[prog], frame, ctx=bytes(ctx), ctx_out_size=ctypes.sizeof(bpftest.SkBuff))
+    out = bpftest.SkBuff.from_buffer_copy(res.ctx_out)
     return res.retval, out.mark
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from blixt.dataplane.model import Backend, Dataplane, Service
-from blixt.dataplane.tables import CapacityError
+from blixt.dataplane.plan import CapacityError
 from harness import paths
 from harness.traffic import PORT, VIP
 
@@ -136,7 +136,7 @@ def test_counters_count_packets_bytes_and_new_flows(node):
 
 
 def test_restart_adopts_programs_and_rewrites_nothing(node, bpfman):
-    from blixt.dataplane.manager import Manager
+    from blixt.node.manager import Manager
     node.manager.apply(Dataplane.of([service(node)]))
     ids = sorted(p.id for p in node.manager.programs)
     again = Manager(bpfman, node.manager.settings)

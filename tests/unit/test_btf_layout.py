@@ -8,10 +8,13 @@ import ctypes
 import inspect
 import ipaddress
 import re
+import sys
 
 import pytest
 
-from blixt.dataplane import bpf, btf, layout
+from blixt import btf
+from blixt.dataplane import layout
+from harness import bpftest
 from blixt.dataplane.marks import MarkConfig
 from harness import paths
 
@@ -43,7 +46,7 @@ def mirrors() -> list[type[layout._Struct]]:
 def test_every_mirror_names_its_c_struct():
     assert {c.__name__ for c in mirrors()} == {
         "ServiceKey", "Service", "SlotKey", "Slot", "MemberKey", "AffinityKey", "Affinity",
-        "Stats", "FlowKey", "Config"}
+        "Stats", "Config"}
     assert all(c._c_name_ for c in mirrors())
 
 
@@ -74,13 +77,14 @@ def test_maps_match_btf(obj_btf):
     assert set(defs) == set(layout.MAPS)
     for name, spec in layout.MAPS.items():
         d = defs[name]
-        assert (d.key_size, d.value_size, d.max_entries) == (
-            ctypes.sizeof(spec.key), ctypes.sizeof(spec.value), spec.max_entries), name
+        assert (d.key_size, d.value_size, d.max_entries, d.map_type, d.map_flags) == (
+            ctypes.sizeof(spec.key), ctypes.sizeof(spec.value), spec.max_entries, spec.map_type,
+            spec.flags), name
         # Struct-typed keys and values must be the mirror of that very struct.
         for cls, c_name in ((spec.key, d.key_type_name), (spec.value, d.value_type_name)):
             if issubclass(cls, ctypes.Structure):
                 assert cls._c_name_ == c_name, name
-        assert (d.map_type in bpf.PERCPU_MAP_TYPES) == (name in layout.PERCPU_MAPS), name
+        assert (d.map_type in layout.PERCPU_MAP_TYPES) == (name in layout.PERCPU_MAPS), name
 
 
 def test_config_matches_global(obj_btf):
@@ -109,19 +113,31 @@ def test_constants_match_header():
 
 
 def test_keys_are_network_order():
-    k = layout.ServiceKey.of("10.0.0.1", 80, "tcp")
-    assert bytes(k) == bytes([10, 0, 0, 1, 0, 80, 6, 0])
-    assert k.as_tuple() == (int(ipaddress.IPv4Address("10.0.0.1")), 80, 6)
-    assert layout.ServiceKey.from_tuple(k.as_tuple()) == k
-    assert bytes(layout.ServiceKey.of(None, 30080, "udp")) == bytes([0, 0, 0, 0, 0x75, 0x80, 17, 0])
-    assert bytes(layout.AffinityKey.of("192.0.2.7", 3))[:4] == bytes([192, 0, 2, 7])
-    f = layout.FlowKey.of("1.2.3.4", "5.6.7.8", 1000, 53, "udp")
-    assert bytes(f) == bytes([1, 2, 3, 4, 5, 6, 7, 8, 0x03, 0xE8, 0, 53, 17, 0, 0, 0])
-    assert f.as_tuple() == (ipaddress.IPv4Address("1.2.3.4"), ipaddress.IPv4Address("5.6.7.8"), 1000, 53, 17)
+    addr = int(ipaddress.IPv4Address("10.0.0.1"))
+    k = layout.ServiceKey.Record(addr, 80, 6)
+    assert layout.ServiceKey.pack(k) == bytes([10, 0, 0, 1, 0, 80, 6, 0])
+    assert layout.ServiceKey.unpack(layout.ServiceKey.pack(k)) == k
+    assert layout.ServiceKey.pack(layout.ServiceKey.Record(0, 30080, 17)) == bytes([0, 0, 0, 0, 0x75, 0x80, 17, 0])
+    a = layout.AffinityKey.Record(int(ipaddress.IPv4Address("192.0.2.7")), 3)
+    assert layout.AffinityKey.pack(a) == bytes([192, 0, 2, 7]) + bytes(layout.c_u32(3))
+    assert layout.AffinityKey.unpack(layout.AffinityKey.pack(a)) == a
+    assert layout.LocalAddr.pack(addr) == bytes([10, 0, 0, 1])
+
+
+@pytest.mark.parametrize("cls", [c for c in mirrors() if c.Record is not tuple], ids=lambda c: c.__name__)
+def test_records_pack_to_the_mirror_bytes(cls):
+    """A record packs to exactly what the ctypes mirror holds for the same values."""
+    values = [(i + 1) * 0x01010101 & ((1 << (8 * getattr(cls, n).size)) - 1) for i, n in enumerate(cls.Record._fields)]
+    mirror = cls()
+    for n, v in zip(cls.Record._fields, values):
+        size = getattr(cls, n).size
+        setattr(mirror, n, int.from_bytes(v.to_bytes(size, "big"), sys.byteorder) if n in cls._be_ else v)
+    assert cls.pack(cls.Record(*values)) == bytes(mirror)
+    assert cls.unpack(bytes(mirror)) == cls.Record(*values)
 
 
 def test_config_of_marks():
-    c = layout.Config.of(MarkConfig(id_shift=4, id_mask=0xFF0, masq_mark=0x1000, reject_mark=0x2000))
+    c = MarkConfig(id_shift=4, id_mask=0xFF0, masq_mark=0x1000, reject_mark=0x2000).config()
     assert (c.id_shift, c.id_mask, c.masq_mark, c.reject_mark) == (4, 0xFF0, 0x1000, 0x2000)
 
 
@@ -129,9 +145,9 @@ def test_skbuff_matches_btf(obj_btf):
     """The test-run ctx mirror, against the __sk_buff the object was built with
     (its two anonymous pointer unions are named flow_keys and sk here)."""
     want = obj_btf.struct("__sk_buff")
-    assert ctypes.sizeof(bpf.SkBuff) == want.size
-    got = {name: (getattr(bpf.SkBuff, name).offset, getattr(bpf.SkBuff, name).size)
-           for name, *_ in bpf.SkBuff._fields_}
+    assert ctypes.sizeof(bpftest.SkBuff) == want.size
+    got = {name: (getattr(bpftest.SkBuff, name).offset, getattr(bpftest.SkBuff, name).size)
+           for name, *_ in bpftest.SkBuff._fields_}
     for m in want.members:
         if m.name:
             assert got[m.name] == (m.offset, m.size), m.name

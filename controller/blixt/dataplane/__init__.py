@@ -1,2 +1,3 @@
-"""The node dataplane: BPF map layouts and access, the nftables NAT table, and
-the manager that loads programs through bpfman and keeps both in step."""
+"""The dataplane as values: map layouts (the Python side of bytecode/blixt.h),
+the mark layout, the desired model and the planner. No I/O here; blixt.node
+applies plans to the kernel."""

@@ -1,40 +1,38 @@
 """ctypes mirrors of every map key/value in bytecode/blixt.h, its constants,
-and which map holds what. tests/unit/test_btf_layout.py checks each mirror
-against the compiled object's BTF, so the two cannot drift apart silently.
+and which map holds what: the one definition of each map entry on the
+Python side. tests/unit/test_btf_layout.py checks each mirror against the
+compiled object's BTF, so the two cannot drift apart silently.
 
-Addresses and ports are network byte order in the kernel. The __be fields
-hold the raw value (the bytes as they sit in memory); build keys with the
-`of()` constructors, which take an address and a host-order port, so no
-caller swaps bytes by hand.
+The planner works in each mirror's `Record`, a NamedTuple generated from the
+mirror's fields (padding left out), which packs to exactly the mirror's
+bytes. Records hold addresses and ports in host order (an address as an
+int); the fields the kernel keeps in network byte order (`_be_`) are swapped
+when packed, so no caller swaps bytes by hand.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ipaddress
+import struct
 import sys
-from typing import TYPE_CHECKING, NamedTuple
-
+from typing import Any, NamedTuple
 
 c_u8 = ctypes.c_uint8
 c_u16 = ctypes.c_uint16
 c_u32 = ctypes.c_uint32
 c_u64 = ctypes.c_uint64
 
-if TYPE_CHECKING:  # marks.py takes its defaults from here
-    from .marks import MarkConfig
-
 # Map capacities (BLIXT_MAX_*).
 MAX_SERVICES = 65536
-MAX_SLOTS = 1 << 20
+MAX_SLOTS = 1 << 19
 MAX_MEMBERS = 1 << 18
-MAX_AFFINITY = 65536
+MAX_AFFINITY = 32768
 MAX_LOCAL_ADDRS = 256
-MAX_UDP_FLOWS = 65536
+MAX_SLOTS_PER_SERVICE = 4096
 
 SVC_AFFINITY = 1 << 0   # BLIXT_SVC_AFFINITY
 SLOT_MASQ = 1 << 0      # BLIXT_SLOT_MASQ
-UDP_FLOW_IDLE_NS = 30 * 1_000_000_000
 
 DEFAULT_ID_SHIFT = 16
 DEFAULT_ID_MASK = 0xFFFF0000
@@ -42,6 +40,25 @@ DEFAULT_MASQ_MARK = 0x00001000
 DEFAULT_REJECT_MARK = 0x00002000
 
 PROTOCOLS = {"tcp": 6, "udp": 17}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+# enum bpf_map_type, by the names bpfman's io.ebpf.maps image label uses.
+MAP_TYPES = {
+    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
+    "percpu_array": 6, "stack_trace": 7, "cgroup_array": 8, "lru_hash": 9,
+    "lru_percpu_hash": 10, "lpm_trie": 11, "array_of_maps": 12, "hash_of_maps": 13,
+    "ringbuf": 27,
+}
+MAP_TYPE_NAMES = {v: k for k, v in MAP_TYPES.items()}
+BPF_MAP_TYPE_HASH = MAP_TYPES["hash"]
+BPF_MAP_TYPE_ARRAY = MAP_TYPES["array"]
+BPF_MAP_TYPE_PERCPU_HASH = MAP_TYPES["percpu_hash"]
+BPF_MAP_TYPE_PERCPU_ARRAY = MAP_TYPES["percpu_array"]
+BPF_MAP_TYPE_LRU_HASH = MAP_TYPES["lru_hash"]
+BPF_MAP_TYPE_LRU_PERCPU_HASH = MAP_TYPES["lru_percpu_hash"]
+PERCPU_MAP_TYPES = frozenset({BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                              BPF_MAP_TYPE_LRU_PERCPU_HASH})
+BPF_F_NO_PREALLOC = 1
 
 
 def be32(addr: ipaddress.IPv4Address | str | int) -> int:
@@ -49,28 +66,31 @@ def be32(addr: ipaddress.IPv4Address | str | int) -> int:
     return int.from_bytes(ipaddress.IPv4Address(addr).packed, sys.byteorder)
 
 
-def be16(port: int) -> int:
-    """The raw u16 whose memory bytes are the port in network order."""
-    return int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)
-
-
 def addr_of(raw: int) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(raw.to_bytes(4, sys.byteorder))
 
 
-def port_of(raw: int) -> int:
-    return int.from_bytes(raw.to_bytes(2, sys.byteorder), "big")
+def _swap(value: int, size: int) -> int:
+    return int.from_bytes(value.to_bytes(size, "big"), sys.byteorder)
 
 
-def _proto(proto: str | int) -> int:
-    return PROTOCOLS[proto.lower()] if isinstance(proto, str) else proto
+_CODES = {c_u8: "B", c_u16: "H", c_u32: "I", c_u64: "Q"}
 
 
 class _Struct(ctypes.Structure):
-    """Value semantics and a readable repr; `_c_name_` is the C struct name
-    the layout test looks up in the BTF."""
+    """Value semantics, a readable repr and a generated `Record`; `_c_name_`
+    is the C struct name the layout test looks up in the BTF."""
 
     _c_name_ = ""
+    _be_: frozenset[str] = frozenset()
+    Record: type = tuple
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        fields = cls.__dict__.get("_fields_")
+        if fields and all(t in _CODES or (issubclass(t, ctypes.Array) and n.startswith("pad"))
+                          for n, t in fields):
+            _add_record(cls, fields)
 
     def __eq__(self, other):
         return type(other) is type(self) and bytes(self) == bytes(other)
@@ -83,26 +103,48 @@ class _Struct(ctypes.Structure):
         return f"{type(self).__name__}({fields})"
 
 
+def _add_record(cls, fields) -> None:
+    """cls.Record, cls.pack(record) -> bytes and cls.unpack(bytes) -> record."""
+    names = [n for n, _ in fields if not n.startswith("pad")]
+    fmt = "".join(f"{ctypes.sizeof(t)}x" if n.startswith("pad") else _CODES[t] for n, t in fields)
+    wide_be = [n for n, t in fields if n in cls._be_ and ctypes.sizeof(t) > 1]
+    wide_host = [n for n, t in fields if n not in cls._be_ and not n.startswith("pad") and ctypes.sizeof(t) > 1]
+    record = NamedTuple(f"{cls.__name__}Record", [(n, int) for n in names])
+    if not (wide_be and wide_host):
+        # One byte order serves every multi-byte field: struct packs directly.
+        codec = struct.Struct((">" if wide_be else "=") + fmt)
+        cls.pack = staticmethod(lambda rec: codec.pack(*rec))
+        cls.unpack = staticmethod(lambda raw: record._make(codec.unpack(raw)))
+    else:
+        codec = struct.Struct("=" + fmt)
+        swap = [(i, ctypes.sizeof(dict(fields)[n])) for i, n in enumerate(names) if n in wide_be]
+
+        def pack(rec, codec=codec, swap=swap):
+            vals = list(rec)
+            for i, size in swap:
+                vals[i] = _swap(vals[i], size)
+            return codec.pack(*vals)
+
+        def unpack(raw, codec=codec, swap=swap):
+            vals = list(codec.unpack(raw))
+            for i, size in swap:
+                vals[i] = _swap(vals[i], size)
+            return record._make(vals)
+        cls.pack = staticmethod(pack)
+        cls.unpack = staticmethod(unpack)
+    cls.Record = record
+
+
 def _show(v):
     return list(v) if isinstance(v, ctypes.Array) else v
 
 
 class ServiceKey(_Struct):
+    """Record: (addr as int, host-order port, proto number); addr 0 is the
+    wildcard: any local address."""
     _c_name_ = "blixt_service_key"
+    _be_ = frozenset({"addr", "port"})
     _fields_ = [("addr", c_u32), ("port", c_u16), ("proto", c_u8), ("pad", c_u8)]
-
-    @classmethod
-    def of(cls, addr: ipaddress.IPv4Address | str | int | None, port: int, proto: str | int) -> "ServiceKey":
-        """addr None (or 0) is the wildcard: any local address."""
-        return cls(be32(addr or 0), be16(port), _proto(proto), 0)
-
-    @classmethod
-    def from_tuple(cls, t: tuple[int, int, int]) -> "ServiceKey":
-        """From tables.py's (addr as int, host-order port, proto number)."""
-        return cls.of(t[0], t[1], t[2])
-
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (int(addr_of(self.addr)), port_of(self.port), self.proto)
 
 
 class Service(_Struct):
@@ -127,16 +169,10 @@ class MemberKey(_Struct):
 
 
 class AffinityKey(_Struct):
+    """Record: (client address as int, service id)."""
     _c_name_ = "blixt_affinity_key"
+    _be_ = frozenset({"client"})
     _fields_ = [("client", c_u32), ("service_id", c_u32)]
-
-    @classmethod
-    def of(cls, client: ipaddress.IPv4Address | str | int, service_id: int) -> "AffinityKey":
-        return cls(be32(client), service_id)
-
-    @property
-    def client_address(self) -> ipaddress.IPv4Address:
-        return addr_of(self.client)
 
 
 class Affinity(_Struct):
@@ -149,44 +185,33 @@ class Stats(_Struct):
     _fields_ = [("packets", c_u64), ("bytes", c_u64), ("new_flows", c_u64)]
 
 
-class FlowKey(_Struct):
-    _c_name_ = "blixt_flow_key"
-    _fields_ = [("saddr", c_u32), ("daddr", c_u32), ("sport", c_u16), ("dport", c_u16),
-                ("proto", c_u8), ("pad", c_u8 * 3)]
-
-    @classmethod
-    def of(cls, saddr, daddr, sport: int, dport: int, proto: str | int) -> "FlowKey":
-        return cls(be32(saddr), be32(daddr), be16(sport), be16(dport), _proto(proto))
-
-    def as_tuple(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address, int, int, int]:
-        return (addr_of(self.saddr), addr_of(self.daddr), port_of(self.sport), port_of(self.dport),
-                self.proto)
-
-
 class Config(_Struct):
     _c_name_ = "blixt_config"
     _fields_ = [("id_shift", c_u32), ("id_mask", c_u32), ("masq_mark", c_u32), ("reject_mark", c_u32)]
 
-    @classmethod
-    def of(cls, marks: MarkConfig) -> "Config":
-        return cls(marks.id_shift, marks.id_mask, marks.masq_mark, marks.reject_mark)
+
+class LocalAddr:
+    """blixt_local_addrs' key: a bare __be32 address, held as an int."""
+    pack = staticmethod(lambda addr: addr.to_bytes(4, "big"))
+    unpack = staticmethod(lambda raw: int.from_bytes(raw, "big"))
 
 
 class MapSpec(NamedTuple):
-    key: type   # ctypes type of the key
-    value: type  # ctypes type of the value (of one CPU's value for per-CPU maps)
+    key: Any     # ctypes type of the key
+    value: Any   # ctypes type of the value (of one CPU's value for per-CPU maps)
     max_entries: int
+    map_type: int
+    flags: int = 0
 
 
-# Every map in blixt.bpf.c. blixt_local_addrs' key is a __be32 address: build
-# it with be32() or ipaddress.IPv4Address(...).packed.
+# Every map in blixt.bpf.c.
 MAPS: dict[str, MapSpec] = {
-    "blixt_services": MapSpec(ServiceKey, Service, MAX_SERVICES),
-    "blixt_slots": MapSpec(SlotKey, Slot, MAX_SLOTS),
-    "blixt_members": MapSpec(MemberKey, Slot, MAX_MEMBERS),
-    "blixt_affinity": MapSpec(AffinityKey, Affinity, MAX_AFFINITY),
-    "blixt_stats": MapSpec(c_u32, Stats, MAX_SERVICES),
-    "blixt_local_addrs": MapSpec(c_u32, c_u32, MAX_LOCAL_ADDRS),
-    "blixt_udp_flows": MapSpec(FlowKey, c_u64, MAX_UDP_FLOWS),
+    "blixt_services": MapSpec(ServiceKey, Service, MAX_SERVICES, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC),
+    "blixt_slots": MapSpec(SlotKey, Slot, MAX_SLOTS, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC),
+    "blixt_members": MapSpec(MemberKey, Slot, MAX_MEMBERS, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC),
+    "blixt_affinity": MapSpec(AffinityKey, Affinity, MAX_AFFINITY, BPF_MAP_TYPE_LRU_HASH),
+    "blixt_stats": MapSpec(c_u32, Stats, MAX_SERVICES, BPF_MAP_TYPE_PERCPU_HASH, BPF_F_NO_PREALLOC),
+    "blixt_local_addrs": MapSpec(c_u32, c_u32, MAX_LOCAL_ADDRS, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC),
 }
-PERCPU_MAPS = frozenset({"blixt_stats"})
+PERCPU_MAPS = frozenset(name for name, spec in MAPS.items() if spec.map_type in PERCPU_MAP_TYPES)
+ONE = bytes(c_u32(1))  # the value of every blixt_local_addrs entry

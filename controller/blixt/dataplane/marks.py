@@ -39,6 +39,10 @@ class MarkConfig:
         """Every mark bit blixt owns."""
         return self.id_mask | self.masq_mark | self.reject_mark
 
+    def config(self) -> layout.Config:
+        """The program's load-time `blixt_cfg` global."""
+        return layout.Config(self.id_shift, self.id_mask, self.masq_mark, self.reject_mark)
+
     def backend_mark(self, backend_id: int) -> int:
         """The mark value (masked to id_mask) that names a backend."""
         if not 1 <= backend_id <= self.max_backend_id:

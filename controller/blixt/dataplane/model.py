@@ -7,7 +7,7 @@ import dataclasses
 import ipaddress
 from typing import Iterable
 
-PROTOCOLS = {"tcp": 6, "udp": 17}
+from .layout import PROTOCOLS
 MAX_WEIGHT = 1_000_000
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-MAX_SLOTS_PER_SERVICE = 4096
+from .layout import MAX_SLOTS_PER_SERVICE  # the program refuses larger tables
 
 
 def slot_counts(weights: Sequence[int], limit: int = MAX_SLOTS_PER_SERVICE) -> list[int]:

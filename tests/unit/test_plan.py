@@ -5,7 +5,7 @@ import pytest
 from blixt.dataplane import layout
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Backend, Dataplane, Service
-from blixt.dataplane.tables import CapacityError, Current, after, plan, service_key
+from blixt.dataplane.plan import CapacityError, Current, after, plan, service_key
 
 MARKS = MarkConfig()
 VIP = "10.0.0.10"
@@ -76,7 +76,7 @@ def test_removed_service_cleans_everything():
     assert all(k[0] == 1 for k in after.slots)
     assert set(after.members) == {(1, 1)}
     assert set(after.backends) == {1}
-    assert p.stats_delete == [2]
+    assert p.removed_ids == [2]
 
 
 def test_no_backends_is_a_service_with_zero_slots():
@@ -136,12 +136,51 @@ def test_duplicate_service_or_backend_rejected():
 
 
 def test_stale_udp_flows_of_removed_backends_and_services():
-    from blixt.dataplane.conntrack import stale_udp
     dp = Dataplane.of([svc(b(1), b(2), proto="udp"), svc(b(1), port=81, proto="udp"), svc(b(1), port=82)])
     state = applied(plan(dp, Current(), MARKS))
     p = plan(Dataplane.of([svc(b(1), proto="udp"), svc(b(1), port=82)]), state, MARKS)
-    flushes = stale_udp(state, p)
     vip = ipaddress.IPv4Address(VIP)
-    assert (vip, 81, None) in flushes  # the removed UDP service, every flow
-    assert (vip, 80, (ipaddress.IPv4Address("192.168.0.2"), 8080)) in flushes  # its removed backend
-    assert len(flushes) == 2  # TCP is left to its peers
+    assert (vip, 81, None) in p.udp_flushes  # the removed UDP service, every flow
+    assert (vip, 80, (ipaddress.IPv4Address("192.168.0.2"), 8080)) in p.udp_flushes  # its removed backend
+    assert len(p.udp_flushes) == 2  # TCP is left to its peers
+
+
+def test_udp_flows_are_flushed_when_a_frontend_gets_its_first_backend():
+    """A UDP flow that reached the address before the frontend had a backend
+    was never NATed; its conntrack entry would keep it so."""
+    vip = ipaddress.IPv4Address(VIP)
+    fresh = plan(Dataplane.of([svc(b(1), proto="udp"), svc(b(1), port=81)]), Current(), MARKS)
+    assert fresh.udp_flushes == [(vip, 80, None)]  # new UDP frontend with a backend; TCP needs none
+    empty = applied(plan(Dataplane.of([svc(proto="udp"), svc(port=53, addr=None, proto="udp")]), Current(), MARKS))
+    first = plan(Dataplane.of([svc(b(1), proto="udp"), svc(b(1), port=53, addr=None, proto="udp")]), empty, MARKS)
+    assert sorted(first.udp_flushes, key=str) == sorted([(vip, 80, None), (None, 53, None)], key=str)
+    again = plan(Dataplane.of([svc(b(1), b(2), proto="udp")]), applied(first, empty), MARKS)
+    assert not [f for f in again.udp_flushes if f[2] is None and f[1] == 80]  # 1 -> 2 backends: nothing to flush
+
+
+def test_fresh_and_removed_service_ids_are_listed_for_sweeping():
+    state = applied(plan(Dataplane.of([svc(b(1), affinity_timeout=60)]), Current(), MARKS))
+    gone = plan(Dataplane(), state, MARKS)
+    assert gone.removed_ids == [1] and gone.fresh_ids == []
+    reused = plan(Dataplane.of([svc(b(1), port=81, affinity_timeout=60)]), applied(gone, state), MARKS)
+    assert reused.fresh_ids == [1]  # id 1 again: the manager sweeps what it left
+
+
+def test_nft_view_knows_frontends_vips_hairpin_and_endpoints():
+    from blixt.dataplane.plan import NftView, nft_changes
+    node = ipaddress.IPv4Address("192.0.2.1")
+    dp = Dataplane.of([svc(b(1), b(2)), svc(b(1), port=53, proto="udp", addr=node),
+                       svc(b(2), port=30080, addr=None)], local_addresses=[node])
+    view = NftView.of(applied(plan(dp, Current(), MARKS)))
+    vip, n = int(ipaddress.IPv4Address(VIP)), int(node)
+    b1, b2 = (int(ipaddress.IPv4Address(f"192.168.0.{i}")) for i in (1, 2))
+    assert view.frontends == {(vip, 6, 80), (n, 17, 53)}
+    assert view.node_frontends == {(6, 30080)}
+    assert view.vips == {vip}  # the node's own address is never refused wholesale
+    assert view.node_addrs == {n}
+    assert view.hairpin == {b1, b2}
+    assert view.endpoints == {(b1, 6, 8080), (b2, 6, 8080), (b1, 17, 8080)}
+    add, delete = nft_changes(NftView(), view)
+    assert add.add["frontends"] == view.frontends and not any(delete.delete.values())
+    add, delete = nft_changes(view, NftView())
+    assert delete.delete["vips"] == {vip} and delete.delete_backends and not add.put_backends

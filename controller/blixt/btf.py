@@ -50,6 +50,7 @@ class MapDef:
     value_size: int
     key_type_name: str | None
     value_type_name: str | None
+    map_flags: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +256,7 @@ class Btf:
             raise BtfError(f"map {name} has no type")
         return MapDef(name, map_type, uint("max_entries") or 0,
                       key_size or uint("key_size") or 0, value_size or uint("value_size") or 0,
-                      key_name, value_name)
+                      key_name, value_name, uint("map_flags") or 0)
 
 
 _KIND_NAMES = {STRUCT: "struct", UNION: "union", VAR: "variable", DATASEC: "section"}

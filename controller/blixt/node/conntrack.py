@@ -1,23 +1,24 @@
-"""Flushing UDP conntrack entries that point at backends that are gone.
+"""Flushing UDP conntrack entries whose binding is wrong now (the plan says
+which: blixt.dataplane.plan.Plan.udp_flushes).
 
 A UDP "connection" has no end the kernel can see: its conntrack entry keeps
 the old DNAT binding for as long as packets keep coming, so a client would
 go on talking to a removed backend, or to a backend a deleted service once
 had. Like kube-proxy, the agent deletes those entries when it removes a
 backend from a UDP service or the service itself; TCP is left alone, since
-its peers notice (RST, timeout) and conntrack follows."""
+its peers notice (RST, timeout) and conntrack follows. A UDP flow that began
+before its frontend had a backend was never NATed at all; its entry is
+flushed when the frontend gets its first backend, for the same reason."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import subprocess
 from typing import Iterable
 
-log = logging.getLogger(__name__)
+from blixt.dataplane.plan import Flush
 
-# (service address or None for a wildcard service, service port, backend (address, port) or None for all)
-Flush = tuple[ipaddress.IPv4Address | None, int, tuple[ipaddress.IPv4Address, int] | None]
+log = logging.getLogger(__name__)
 
 
 def flush_udp(netns: str | None, flushes: Iterable[Flush]) -> int:
@@ -39,20 +40,3 @@ def flush_udp(netns: str | None, flushes: Iterable[Flush]) -> int:
         elif "0 flow entries" not in res.stderr and res.returncode != 1:
             log.warning("conntrack flush for %s:%d failed: %s", vip or "*", port, res.stderr.strip())
     return matched
-
-
-def stale_udp(state, plan) -> list[Flush]:
-    """From the state before a plan and the plan: the UDP flows to flush."""
-    by_id = {val[0]: key for key, val in state.services.items()}
-    out: list[Flush] = []
-    for key in plan.services_delete:
-        addr, port, proto = key
-        if proto == 17:
-            out.append((ipaddress.IPv4Address(addr) if addr else None, port, None))
-    deleted = set(plan.services_delete)
-    for sid, bid in plan.members_delete:
-        key = by_id.get(sid)
-        if key is None or key in deleted or key[2] != 17 or bid not in state.backends:
-            continue
-        out.append((ipaddress.IPv4Address(key[0]) if key[0] else None, key[1], state.backends[bid]))
-    return out

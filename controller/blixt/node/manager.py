@@ -1,0 +1,324 @@
+"""Keeps one node network namespace's dataplane in step with a desired value:
+blixt's programs loaded through bpfman and attached to the configured
+interfaces, the pinned maps, and the nftables NAT table.
+
+Programs are found again through bpfman's List with our metadata, so an agent
+restart adopts what is loaded instead of loading twice; the ids in the maps
+and the nft map are read back, so a restart rewrites nothing that is right.
+
+A settings change (mark layout, mode, priority, interfaces) never leaves a
+gap: the new program is loaded and its maps filled from the old ones before
+it is attached, the nft table is replaced in one transaction, and only then
+is the old program detached and unloaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from typing import Iterable
+
+from blixt.bpfman import client as bpfman
+from blixt.dataplane import layout
+from blixt.dataplane.marks import MarkConfig
+from blixt.dataplane.model import Dataplane
+from blixt.dataplane.plan import Current, NftView, Plan, after, nft_changes, plan
+
+from . import bpf, conntrack
+from .nft import NatTable, NftError
+
+log = logging.getLogger(__name__)
+
+PROGRAMS = {"tc": ("blixt_tc", bpfman.TC), "tcx": ("blixt_tcx", bpfman.TCX)}
+OWNER_KEY = "blixt.io/owner"
+NODE_KEY = "blixt.io/node"
+NETNS_KEY = "blixt.io/netns"
+CONFIG_KEY = "blixt.io/config"
+MARKS_KEY = "blixt.io/marks"   # the mark layout, so a successor can read the old nft map
+DEFAULT_PRIORITY = 50
+# Maps a reload copies to the new program; stats too, so counters carry on.
+CARRIED_MAPS = ("blixt_services", "blixt_slots", "blixt_members", "blixt_local_addrs",
+                "blixt_affinity", "blixt_stats")
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    """An interface whose ingress the program classifies. Only ingress: TC
+    egress runs after netfilter's output and postrouting hooks, so a mark set
+    there could never steer NAT."""
+
+    iface: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    node: str
+    bytecode: bpfman.Bytecode
+    attachments: tuple[Attachment, ...]
+    mode: str = "tcx"                # "tc" (bpfman dispatcher) or "tcx"
+    netns: str | None = None         # `ip netns` name; None: bpfman's own netns
+    marks: MarkConfig = MarkConfig()
+    priority: int = DEFAULT_PRIORITY
+    nft_table: str = "blixt"
+
+    def __post_init__(self):
+        if self.mode not in PROGRAMS:
+            raise ValueError(f"mode must be tc or tcx, got {self.mode!r}")
+        if not self.attachments:
+            raise ValueError("at least one interface to attach to is needed")
+        if not 1 <= self.priority <= 1000:
+            raise ValueError(f"priority must be 1..1000, got {self.priority}")
+
+    @property
+    def netns_path(self) -> str | None:
+        return f"/var/run/netns/{self.netns}" if self.netns else None
+
+    def fingerprint(self) -> str:
+        """What, if changed, needs a reload: config bytes, mode and attachments."""
+        text = "|".join([
+            bytes(self.marks.config()).hex(), self.mode, str(self.priority),
+            ",".join(a.iface for a in self.attachments),
+        ])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def metadata(self) -> dict[str, str]:
+        return {OWNER_KEY: "blixt-agent", NODE_KEY: self.node, NETNS_KEY: self.netns or "",
+                CONFIG_KEY: self.fingerprint(), MARKS_KEY: bytes(self.marks.config()).hex()}
+
+
+def _marks_of(program: bpfman.Program) -> MarkConfig | None:
+    """The mark layout a loaded program was configured with, from its metadata."""
+    try:
+        c = layout.Config.from_buffer_copy(bytes.fromhex(program.metadata[MARKS_KEY]))
+        return MarkConfig(c.id_shift, c.id_mask, c.masq_mark, c.reject_mark)
+    except (KeyError, ValueError):
+        return None
+
+
+class Manager:
+    def __init__(self, client: bpfman.BpfmanClient, settings: Settings):
+        self.client = client
+        self.settings = settings
+        self.nft = NatTable(settings.netns, settings.marks, name=settings.nft_table)
+        self.programs: list[bpfman.Program] = []
+        self.maps: dict[str, bpf.PinnedMap] = {}
+        self.adopted = False
+        # What the kernel holds, read once and then kept in step with each
+        # apply; refresh() reads it again (the agent does on resync).
+        self._state: Current | None = None
+        self._view: NftView | None = None
+
+    # -- programs -----------------------------------------------------------
+
+    def _ours(self) -> list[bpfman.Program]:
+        s = self.settings
+        match = {OWNER_KEY: "blixt-agent", NODE_KEY: s.node, NETNS_KEY: s.netns or ""}
+        return self.client.list(match_metadata=match)
+
+    def ensure_loaded(self) -> None:
+        """Adopt our loaded program if its configuration matches; otherwise
+        load afresh and take over from what was loaded before, with no gap.
+        Either way the nft table is rebuilt from the maps. Idempotent."""
+        s = self.settings
+        name = PROGRAMS[s.mode][0]
+        found = self._ours()
+        current = [p for p in found if p.metadata.get(CONFIG_KEY) == s.fingerprint() and p.name == name]
+        keep = current[0] if current else None
+        old = [p for p in found if p is not keep]
+        if keep:
+            self.programs = [keep]
+            self.adopted = True
+            self._open_maps()
+            log.info("adopted loaded program %s=%d", keep.name, keep.id)
+        else:
+            self._load()
+            predecessor = next((p for p in old if p.map_pin_path), None)
+            if predecessor is not None:
+                self._carry_over(predecessor)
+            self._attach()
+        self.refresh(rebuild_nft=True, backends_marks=self._predecessor_marks(old) if not keep else None)
+        for p in old:
+            log.info("unloading superseded blixt program %s (id %d)", p.name, p.id)
+            self._unload(p)
+
+    def _load(self) -> None:
+        s = self.settings
+        # Only the mode's program: a kernel may refuse the other type (legacy
+        # TC loads as freplace), and one failing program fails the whole Load.
+        self.programs = self.client.load(
+            s.bytecode, [PROGRAMS[s.mode]], metadata=s.metadata(),
+            global_data={"blixt_cfg": bytes(s.marks.config())})
+        self.adopted = False
+        log.info("loaded programs %s from %s", ", ".join(f"{p.name}={p.id}" for p in self.programs), s.bytecode)
+        self._open_maps()
+
+    def _predecessor_marks(self, old: list[bpfman.Program]) -> MarkConfig | None:
+        for p in old:
+            marks = _marks_of(p)
+            if marks is not None:
+                return marks
+        return None
+
+    def _carry_over(self, predecessor: bpfman.Program) -> None:
+        """Fill the new program's maps from the one it replaces, before the new
+        one sees a packet: services, backends, affinity and counters carry on."""
+        for name in CARRIED_MAPS:
+            try:
+                src = bpf.PinnedMap.open(os.path.join(predecessor.map_pin_path, name))
+            except bpf.BpfError as e:
+                log.warning("cannot read %s of program %d to carry it over: %s", name, predecessor.id, e)
+                continue
+            with src:
+                if (src.key_size, src.value_size) != (self.maps[name].key_size, self.maps[name].value_size):
+                    log.warning("%s changed layout; not carried over", name)
+                    continue
+                items = list(src.items())
+            if not items:
+                continue
+            dst = self.maps[name]
+            keys = [k for k, _ in items]
+            if dst.percpu:  # each CPU's value padded to 8 bytes, as the kernel wants it
+                step = (dst.value_size + 7) & ~7
+                values = [b"".join(part.ljust(step, b"\0") for part in v) for _, v in items]
+            else:
+                values = [v for _, v in items]
+            dst.update_batch(keys, values)
+            log.info("carried %d %s entries over from program %d", len(items), name, predecessor.id)
+
+    def _attach(self) -> None:
+        s = self.settings
+        name, _ = PROGRAMS[s.mode]
+        prog = self.programs[0]
+        for a in s.attachments:
+            if s.mode == "tc":
+                link = self.client.attach_tc(prog.id, a.iface, "ingress", priority=s.priority,
+                                             netns=s.netns_path, proceed_on=(), metadata=s.metadata())
+            else:
+                link = self.client.attach_tcx(prog.id, a.iface, "ingress", priority=s.priority,
+                                              netns=s.netns_path, metadata=s.metadata())
+            log.info("attached %s to %s ingress in netns %s (link %d)", name, a.iface,
+                     s.netns or "(bpfman's)", link)
+
+    def _unload(self, prog: bpfman.Program) -> None:
+        for link in self.client.get(prog.id).links:
+            self.client.detach(link)
+        self.client.unload(prog.id)
+
+    def _open_maps(self) -> None:
+        self._state = None
+        for m in self.maps.values():
+            m.close()
+        pin_dir = self.programs[0].map_pin_path
+        self.maps = {name: bpf.PinnedMap.open(os.path.join(pin_dir, name)) for name in layout.MAPS}
+
+    def remove(self) -> None:
+        """Detach, unload and delete the nft table: the node is as before blixt."""
+        for m in self.maps.values():
+            m.close()
+        self.maps = {}
+        for p in self._ours():
+            self._unload(p)
+        self.programs = []
+        self.nft.delete()
+        self._state = self._view = None
+
+    # -- state --------------------------------------------------------------
+
+    def current(self, backends_marks: MarkConfig | None = None) -> Current:
+        """Read back what the kernel holds. backends_marks: the layout the nft
+        map was written with, when it is not this manager's (a reload)."""
+        L = layout
+        cur = Current()
+        cur.services = {L.ServiceKey.unpack(k): L.Service.unpack(v) for k, v in self.maps["blixt_services"].items()}
+        cur.slots = {L.SlotKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_slots"].items()}
+        cur.members = {L.MemberKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_members"].items()}
+        cur.local_addresses = {L.LocalAddr.unpack(k) for k in self.maps["blixt_local_addrs"].keys()}
+        reader = self.nft if backends_marks is None else NatTable(self.settings.netns, backends_marks,
+                                                                  name=self.settings.nft_table)
+        cur.backends = reader.backends()
+        return cur
+
+    def refresh(self, rebuild_nft: bool = True, backends_marks: MarkConfig | None = None) -> Current:
+        """Read the maps again and, by default, rewrite the nft table from them
+        in one transaction (a tampered or deleted table is put right)."""
+        self._state = self.current(backends_marks)
+        if rebuild_nft:
+            self._view = NftView.of(self._state)
+            self.nft.rebuild(self._view)
+        return self._state
+
+    def apply(self, desired: Dataplane) -> Plan:
+        """Make the kernel hold `desired`. On a CapacityError nothing is written."""
+        state = self._state if self._state is not None else self.refresh()
+        p = plan(desired, state, self.settings.marks)
+        if p.empty:
+            return p
+        target = after(state, p)
+        view = NftView.of(target)
+        old_view = self._view if self._view is not None else NftView.of(state)
+        additions, deletions = nft_changes(old_view, view)
+        self._state = self._view = None  # unknown until every write below has gone through
+        L = layout
+        m = self.maps
+        self._nft_update(additions, view)
+        _put(m["blixt_slots"], L.SlotKey, L.Slot, p.slots_put)
+        _put(m["blixt_members"], L.MemberKey, L.Slot, p.members_put)
+        m["blixt_local_addrs"].update_batch([L.LocalAddr.pack(a) for a in p.local_put], [L.ONE] * len(p.local_put))
+        self._sweep(p.fresh_ids)
+        _put(m["blixt_services"], L.ServiceKey, L.Service, p.services_put)
+        _delete(m["blixt_services"], map(L.ServiceKey.pack, p.services_delete))
+        _delete(m["blixt_slots"], map(L.SlotKey.pack, p.slots_delete))
+        _delete(m["blixt_members"], map(L.MemberKey.pack, p.members_delete))
+        self._sweep(p.removed_ids)
+        _delete(m["blixt_local_addrs"], map(L.LocalAddr.pack, p.local_delete))
+        self._nft_update(deletions, view)
+        self._state, self._view = target, view
+        conntrack.flush_udp(self.settings.netns, p.udp_flushes)
+        log.info("dataplane applied: %s", p.summary())
+        return p
+
+    def _nft_update(self, change, view: NftView) -> None:
+        try:
+            self.nft.update(change)
+        except NftError as e:
+            # The table was changed behind our back (deleted, flushed): put
+            # the whole of it right instead.
+            log.warning("nft table out of step (%s); rebuilding it", e)
+            self.nft.rebuild(view)
+
+    def _sweep(self, service_ids: Iterable[int]) -> None:
+        """Forget affinity and counters of these service ids: a removed service
+        leaves none behind, and an id handed out again starts clean."""
+        ids = set(service_ids)
+        if not ids:
+            return
+        aff = self.maps["blixt_affinity"]
+        stale = [k for k in aff.keys() if layout.AffinityKey.unpack(k).service_id in ids]
+        _delete(aff, stale)
+        _delete(self.maps["blixt_stats"], [bytes(layout.c_u32(i)) for i in ids])
+
+    def stats(self) -> dict[int, layout.Stats]:
+        """Per-service counters summed over CPUs, by service id."""
+        out = {}
+        for k, per_cpu in self.maps["blixt_stats"].items():
+            total = layout.Stats()
+            for raw in per_cpu:
+                s = layout.Stats.from_buffer_copy(raw)
+                total.packets += s.packets
+                total.bytes += s.bytes
+                total.new_flows += s.new_flows
+            out[int.from_bytes(k, "little")] = total
+        return out
+
+
+def _put(m: bpf.PinnedMap, key_type, value_type, entries: dict) -> None:
+    if entries:
+        m.update_batch([key_type.pack(k) for k in entries], [value_type.pack(v) for v in entries.values()])
+
+
+def _delete(m: bpf.PinnedMap, keys: Iterable[bytes]) -> None:
+    keys = list(keys)
+    if keys:
+        m.delete_batch(keys)

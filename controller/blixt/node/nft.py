@@ -1,0 +1,339 @@
+"""The agent's nftables table in one node network namespace: it turns the BPF
+program's decision into conntrack DNAT, masquerade and kube-proxy style
+rejects, for frontends blixt owns and for nothing else.
+
+How a decision travels (see BUILD.md, "Dataplane choices"):
+
+  TC ingress    the program writes backend id / masquerade / reject bits into
+                skb->mark (the mark field, MarkConfig).
+  -175 filter   `stash`: for a new connection to a frontend in @frontends (or
+                a wildcard frontend on a node address), copy the field into the
+                ct mark. A mark on any other packet is ignored: other tables
+                and CNIs share the mark.
+  -150 mangle   other tables may restore the mark from the ct mark (CONNMARK
+                --restore-mark): the stash survives that.
+  -100 nat      `balance`: the ct mark's id picks the backend from @backends.
+  -90 filter    `guard`: drop INVALID packets of blixt's flows; reject the
+                reject bit; refuse anything else sent to a VIP.
+  100 nat       `finish`: masquerade the masquerade bit and hairpin flows, and
+                clear blixt's bits from the ct mark (`local` does so for
+                packets delivered to the node itself).
+
+Every write is one `nft -f -` transaction, the way knftables does it: each
+sync re-declares its chains (`add chain; flush chain; add rule ...`) and
+changes elements; a full rebuild replaces the whole table atomically.
+
+Why the `nft` CLI (subprocess) and not libnftables through ctypes: libnftables
+parses the very same text, so ctypes would buy only the saved fork (~5 ms a
+call); the CLI runs in any netns through `ip netns exec`, where libnftables
+would need setns() in our threaded process; every script we send can be
+logged and replayed by hand; and we do not bind to libnftables.so's C ABI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import socket
+import subprocess
+from ipaddress import IPv4Address
+from typing import Iterable
+
+from blixt.dataplane.layout import PROTOCOL_NAMES
+from blixt.dataplane.marks import MarkConfig
+from blixt.dataplane.plan import Endpoint, NftChange, NftView
+
+FAMILY = "ip"
+CHUNK = 1000  # elements per `add element` line; the script is still one transaction
+TIMEOUT = 120.0
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+# Set name -> (nft type, element renderer).
+_ADDR = "ipv4_addr"
+SETS = {
+    "frontends": (f"{_ADDR} . inet_proto . inet_service", lambda e: f"{_ip(e[0])} . {_proto(e[1])} . {e[2]}"),
+    "node_frontends": ("inet_proto . inet_service", lambda e: f"{_proto(e[0])} . {e[1]}"),
+    "node_addrs": (_ADDR, lambda e: _ip(e)),
+    "vips": (_ADDR, lambda e: _ip(e)),
+    "hairpin": (f"{_ADDR} . {_ADDR}", lambda e: f"{_ip(e)} . {_ip(e)}"),
+    "endpoints": (f"{_ADDR} . inet_proto . inet_service", lambda e: f"{_ip(e[0])} . {_proto(e[1])} . {e[2]}"),
+}
+MAP = "backends"
+MAP_TYPE = "type mark : ipv4_addr . inet_service"
+
+
+def _ip(value: int) -> str:
+    return str(IPv4Address(value))
+
+
+def _proto(number: int) -> str:
+    return PROTOCOL_NAMES.get(number, str(number))
+
+
+class NftError(RuntimeError):
+    """An nft invocation failed; carries the command and nft's stderr."""
+
+    def __init__(self, cmd: list[str], stderr: str, returncode: int | None = None):
+        self.cmd = cmd
+        self.stderr = stderr
+        self.returncode = returncode
+        # nft echoes the failing script line, which can hold 1000 elements.
+        short = "\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in stderr.splitlines()[:20])
+        super().__init__(f"{' '.join(cmd)} failed ({returncode}): {short}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chain:
+    name: str
+    rules: tuple[str, ...]
+    type: str = ""      # base chains: type, hook and numeric priority
+    hook: str = ""
+    priority: int = 0
+
+    @property
+    def spec(self) -> str:
+        if not self.type:
+            return ""
+        return f"{{ type {self.type} hook {self.hook} priority {self.priority}; policy accept; }}"
+
+
+class NatTable:
+    """One nftables table (family ip) that blixt owns in one network namespace.
+
+    netns: an `ip netns` name, or None for the namespace this process is in."""
+
+    def __init__(self, netns: str | None, marks: MarkConfig, name: str = "blixt",
+                 nft: str = "nft", timeout: float = TIMEOUT):
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"table name {name!r} must match {_NAME.pattern}")
+        self.netns = netns
+        self.marks = marks
+        self.name = name
+        self.timeout = timeout
+        self._argv = (["ip", "netns", "exec", netns] if netns else []) + [nft]
+        self._t = f"{FAMILY} {name}"
+
+    # -- the ruleset ----------------------------------------------------------
+
+    def chains(self) -> tuple[Chain, ...]:
+        m = self.marks
+        field, ids, masq, reject = (f"0x{v:08x}" for v in (m.field, m.id_mask, m.masq_mark, m.reject_mark))
+        keep = f"0x{~m.field & 0xFFFFFFFF:08x}"
+        frontend = "ip daddr . meta l4proto . th dport"
+        clear = f"ct mark set ct mark & {keep}"
+        return (
+            # Before mangle (-150), where mark restores run; after conntrack (-200).
+            Chain("stash", (
+                f"ct state new meta mark & {field} != 0 {frontend} @frontends ct mark set meta mark & {field}",
+                f"ct state new meta mark & {field} != 0 ip daddr @node_addrs meta l4proto . th dport "
+                f"@node_frontends ct mark set meta mark & {field}",
+            ), "filter", "prerouting", -175),
+            # A mark naming an id missing from the map fails the lookup: no DNAT.
+            Chain("balance", (
+                f"ct mark & {ids} != 0 meta l4proto {{ tcp, udp }} counter dnat ip to ct mark & {ids} map @{MAP}",
+            ), "nat", "prerouting", -100),
+            # After dstnat, so a balanced flow's packets already carry their
+            # backend; in prerouting, so an unrouted VIP still gets an answer.
+            Chain("guard", (
+                f"ct state invalid {frontend} @frontends counter drop",
+                "ct state invalid ip saddr . meta l4proto . th sport @endpoints counter drop",
+                f"ct mark & {reject} != 0 meta l4proto tcp counter reject with tcp reset",
+                f"ct mark & {reject} != 0 meta l4proto udp counter reject with icmp type port-unreachable",
+                f"ip daddr @vips {frontend} != @frontends goto refuse",
+            ), "filter", "prerouting", -90),
+            Chain("refuse", (
+                "meta l4proto tcp counter reject with tcp reset",
+                "meta l4proto udp counter reject with icmp type port-unreachable",
+                "counter drop",
+            )),
+            Chain("finish", (
+                f"ct mark & {masq} != 0 {clear} counter masquerade",
+                f"ct mark & {ids} != 0 ip saddr . ip daddr @hairpin {clear} counter masquerade",
+                f"ct mark & {field} != 0 {clear}",
+            ), "nat", "postrouting", 100),
+            Chain("local", (f"ct mark & {field} != 0 {clear}",), "nat", "input", 100),
+        )
+
+    def _chain_lines(self, declare: bool) -> list[str]:
+        lines = []
+        for c in self.chains():
+            if declare:
+                lines.append(f"add chain {self._t} {c.name} {c.spec}".rstrip())
+                lines.append(f"flush chain {self._t} {c.name}")
+        for c in self.chains():
+            lines += [f"add rule {self._t} {c.name} {rule}" for rule in c.rules]
+        return lines
+
+    # -- nft ------------------------------------------------------------------
+
+    def _nft(self, *args: str, script: str | None = None) -> str:
+        argv = [*self._argv, *args]
+        try:
+            res = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=self.timeout)
+        except FileNotFoundError as e:
+            raise NftError(argv, f"{e.filename}: not found") from None
+        except subprocess.TimeoutExpired:
+            raise NftError(argv, f"no answer after {self.timeout:.0f}s") from None
+        if res.returncode != 0:
+            raise NftError(argv, res.stderr, res.returncode)
+        return res.stdout
+
+    def _run(self, lines: list[str]) -> None:
+        """All lines in one `nft -f -`: one netlink batch, all or nothing."""
+        self._nft("-f", "-", script="\n".join(lines) + "\n")
+
+    # -- writing --------------------------------------------------------------
+
+    def rebuild(self, view: NftView) -> None:
+        """Replace the whole table with one holding `view`, atomically: packets
+        see the old table or the new one, never none."""
+        for bid, ep in view.backends.items():
+            self.validate(bid, ep)
+        t = self._t
+        lines = [f"add table {t}", f"delete table {t}", f"add table {t}",
+                 f"add map {t} {MAP} {{ {MAP_TYPE}; }}"]
+        lines += [f"add set {t} {name} {{ type {typ}; }}" for name, (typ, _) in SETS.items()]
+        lines += [f"add chain {t} {c.name} {c.spec}".rstrip() for c in self.chains()]
+        lines += self._chain_lines(declare=False)
+        lines += self._elements("add", MAP, [self._backend(b, ep) for b, ep in view.backends.items()])
+        for name, (_, render) in SETS.items():
+            lines += self._elements("add", name, map(render, getattr(view, name)))
+        self._run(lines)
+
+    def update(self, change: NftChange) -> None:
+        """Apply element changes, re-declaring the chains in the same
+        transaction (so a tampered rule is put right). Fails, changing
+        nothing, if the table or a set is gone: the caller rebuilds."""
+        if change.empty:
+            return
+        for bid, ep in change.put_backends.items():
+            self.validate(bid, ep)
+        mark = self.marks.backend_mark
+        lines = [f"add table {self._t}", *self._chain_lines(declare=True)]
+        # A map element's value cannot be overwritten: replace = delete + add.
+        dels = [f"0x{mark(b):08x}" for b in change.delete_backends]
+        dels += [f"0x{mark(b):08x}" for b in change.put_backends if b in change.replaces]
+        lines += self._elements("delete", MAP, dels)
+        for name, (_, render) in SETS.items():
+            lines += self._elements("delete", name, map(render, change.delete.get(name, ())))
+        lines += self._elements("add", MAP, [self._backend(b, ep) for b, ep in change.put_backends.items()])
+        for name, (_, render) in SETS.items():
+            lines += self._elements("add", name, map(render, change.add.get(name, ())))
+        self._run(lines)
+
+    def _backend(self, bid: int, ep: Endpoint) -> str:
+        return f"0x{self.marks.backend_mark(bid):08x} : {ep[0]} . {ep[1]}"
+
+    def _elements(self, verb: str, name: str, items: Iterable[str]) -> list[str]:
+        items = list(items)
+        return [f"{verb} element {self._t} {name} {{ {', '.join(items[i:i + CHUNK])} }}"
+                for i in range(0, len(items), CHUNK)]
+
+    def delete(self) -> None:
+        """Remove the table and everything in it; nothing if it is absent."""
+        self._run([f"add table {self._t}", f"delete table {self._t}"])  # nft 1.0.6 has no `destroy`
+
+    # -- reading --------------------------------------------------------------
+
+    def dump(self, elements: bool = True) -> str:
+        """`nft list table`, for debugging (`elements=False`: terse)."""
+        return self._nft(*([] if elements else ["-t"]), "list", "table", FAMILY, self.name)
+
+    def exists(self) -> bool:
+        try:
+            self._nft("-t", "list", "table", FAMILY, self.name)
+            return True
+        except NftError as e:
+            if "No such file or directory" in e.stderr:
+                return False
+            raise
+
+    def backends(self) -> dict[int, Endpoint]:
+        """Backend id -> (address, port) as the kernel holds the map; {} without
+        a table. Keys that name no backend id under this mark layout are left
+        out (a rebuild drops them)."""
+        try:
+            text = self._nft("-j", "list", "map", FAMILY, self.name, MAP)
+        except NftError as e:
+            if "No such file or directory" in e.stderr:
+                return {}
+            raise
+        out: dict[int, Endpoint] = {}
+        m = self.marks
+        for obj in json.loads(text).get("nftables", []):
+            for elem in obj.get("map", {}).get("elem", []):
+                try:
+                    key, value = elem
+                    if isinstance(key, dict):  # an element with timeout or comment
+                        key = key["elem"]["val"]
+                    addr, port = value["concat"]
+                    ip = _ipv4(addr)
+                    if ip is None:
+                        raise ValueError(f"{addr!r} is not an IPv4 address")
+                except (KeyError, TypeError, ValueError) as e:
+                    raise NftError([*self._argv, "-j", "list", "map"], f"unexpected element {elem!r}: {e}") from None
+                key = int(key)
+                if key and not key & ~m.id_mask:
+                    out[key >> m.id_shift] = (ip, int(port))
+        return out
+
+    def counters(self) -> dict[str, list[tuple[str, int]]]:
+        """Chain -> [(rule text, packets)] for rules with a counter."""
+        text = self._nft("-j", "list", "table", FAMILY, self.name)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for obj in json.loads(text).get("nftables", []):
+            rule = obj.get("rule")
+            if not rule:
+                continue
+            packets = next((e["counter"]["packets"] for e in rule.get("expr", []) if "counter" in e), None)
+            if packets is not None:
+                out.setdefault(rule["chain"], []).append((json.dumps(rule["expr"]), packets))
+        return out
+
+    # -- validation -----------------------------------------------------------
+
+    def validate(self, backend_id, value) -> Endpoint:
+        entry = f"backend {backend_id!r} -> {value!r}"
+        if type(backend_id) is not int:
+            raise ValueError(f"{entry}: backend id must be an int")
+        try:
+            self.marks.backend_mark(backend_id)
+        except ValueError as e:
+            raise ValueError(f"{entry}: {e}") from None
+        if not isinstance(value, tuple) or len(value) != 2:
+            raise ValueError(f"{entry}: want an (address, port) tuple")
+        addr, port = value
+        if isinstance(addr, IPv4Address):
+            ip = addr
+        elif isinstance(addr, str):
+            ip = _ipv4(addr)
+            if ip is None:
+                kind = "an IPv6 address" if _is_ipv6(addr) else "not an IPv4 address"
+                raise ValueError(f"{entry}: {addr!r} is {kind}; only IPv4 backends are supported")
+        else:
+            raise ValueError(f"{entry}: address must be a str or IPv4Address")
+        n = int(ip)
+        if n == 0 or n >> 28 == 0xE or n == 0xFFFFFFFF:  # unspecified, multicast, broadcast
+            raise ValueError(f"{entry}: {ip} cannot be a backend")
+        if type(port) is not int or not 1 <= port <= 65535:
+            raise ValueError(f"{entry}: port must be an int in 1..65535")
+        return (ip, port)
+
+
+def _ipv4(text: str) -> IPv4Address | None:
+    """Strict dotted quad; inet_pton is ~10x faster than IPv4Address(str),
+    which counts at 100,000 backends."""
+    try:
+        return IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except (OSError, TypeError):
+        return None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+        return True
+    except (OSError, TypeError):
+        return False
+
