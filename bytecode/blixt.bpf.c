@@ -181,13 +181,23 @@ static __always_inline int find_service(const struct packet *p, struct blixt_ser
 		if (!v)
 			return 0;
 	}
+	svc->key_addr = READ_ONCE(v->key_addr);
+	svc->key_port = READ_ONCE(v->key_port);
+	svc->key_proto = READ_ONCE(v->key_proto);
+	asm volatile("" ::: "memory");
 	svc->id = READ_ONCE(v->id);
 	svc->gen = READ_ONCE(v->gen);
 	svc->slot_count = READ_ONCE(v->slot_count);
 	svc->flags = READ_ONCE(v->flags);
 	svc->affinity_timeout = READ_ONCE(v->affinity_timeout);
-	/* Nothing below may re-read *v: it may belong to another key by now. */
 	asm volatile("" ::: "memory");
+	/* The key again, after the fields: an element recycled for another
+	 * service while we copied it fails one of the two checks. Nothing below
+	 * reads *v again. */
+	if (svc->key_addr != key.addr || svc->key_port != key.port || svc->key_proto != key.proto ||
+	    READ_ONCE(v->key_addr) != key.addr || READ_ONCE(v->key_port) != key.port ||
+	    READ_ONCE(v->key_proto) != key.proto)
+		return 0;
 	return svc->id != 0 && svc->slot_count <= BLIXT_MAX_SLOTS_PER_SERVICE;
 }
 
@@ -209,14 +219,19 @@ static __always_inline void count(__u32 service_id, struct __sk_buff *skb, int n
 	st->new_flows += new_flow;
 }
 
-static __always_inline int copy_slot(const struct blixt_slot *from, struct blixt_slot *to)
+/* A slot or member entry copied to *to, if it is one of service_id's. */
+static __always_inline int copy_slot(const struct blixt_slot *from, __u32 service_id, struct blixt_slot *to)
 {
 	if (!from)
 		return 0;
+	to->service_id = READ_ONCE(from->service_id);
+	asm volatile("" ::: "memory");
 	to->backend_id = READ_ONCE(from->backend_id);
 	to->flags = READ_ONCE(from->flags);
+	to->pad = 0;
 	asm volatile("" ::: "memory");
-	return to->backend_id != 0;
+	return to->backend_id != 0 && to->service_id == service_id &&
+	       READ_ONCE(from->service_id) == service_id;
 }
 
 /* The backend for this packet in *out; 0 when a slot table update is
@@ -251,7 +266,7 @@ static __always_inline int pick(const struct blixt_service *svc, const struct pa
 			/* Members carry current flags, so a backend that became
 			 * remote is masqueraded from now on. */
 			if (now - seen < (__u64)svc->affinity_timeout * 1000000000ull &&
-			    copy_slot(bpf_map_lookup_elem(&blixt_members, &mk), out)) {
+			    copy_slot(bpf_map_lookup_elem(&blixt_members, &mk), svc->id, out)) {
 				struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };
 
 				bpf_map_update_elem(&blixt_affinity, &ak, &fresh, BPF_ANY);
@@ -259,7 +274,7 @@ static __always_inline int pick(const struct blixt_service *svc, const struct pa
 			}
 		}
 	}
-	if (!copy_slot(bpf_map_lookup_elem(&blixt_slots, &sk), out))
+	if (!copy_slot(bpf_map_lookup_elem(&blixt_slots, &sk), svc->id, out))
 		return 0;
 	if (sticky) {
 		struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };

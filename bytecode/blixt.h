@@ -39,7 +39,13 @@ struct blixt_service {
 	__u32 slot_count;     /* 0: no backends, the packet gets the reject bit */
 	__u32 flags;          /* BLIXT_SVC_* */
 	__u32 affinity_timeout; /* seconds, with BLIXT_SVC_AFFINITY */
-	__u32 pad;
+	/* The entry's own key. A hash map hands a replaced element to the next
+	 * update at once, so a reader can find another service's value behind
+	 * its pointer; it checks these against the key it looked up. */
+	__be32 key_addr;
+	__be16 key_port;
+	__u8 key_proto;
+	__u8 pad;
 };
 
 struct blixt_slot_key {
@@ -55,6 +61,8 @@ struct blixt_slot_key {
 struct blixt_slot {
 	__u32 backend_id;     /* >= 1; the nftables map turns it into addr . port */
 	__u32 flags;          /* BLIXT_SLOT_* */
+	__u32 service_id;     /* the service it belongs to: checked like key_* above */
+	__u32 pad;
 };
 
 /* Backends currently in a service: an affinity entry is honoured only while

@@ -84,12 +84,24 @@ class Lab:
                 return int(re.search(r"counter packets (\d+)", line)[1])
         raise AssertionError(f"no rule with {needle!r} in:\n{text}")
 
+    def program(self, backends: dict, frontend: bool = True) -> None:
+        """The table holding these backends, with VIP:VIP_PORT (TCP and UDP) a frontend."""
+        self.table.rebuild(view(backends, frontend))
+
     def close(self) -> None:
         for proc in self.servers:  # all killed before any wait can raise
             proc.kill()
         for proc in self.servers:
             proc.wait(timeout=10)
             proc.stdout.close()
+
+
+def view(backends: dict, frontend: bool = True) -> NftView:
+    vip = int(IPv4Address(VIP))
+    eps = {bid: (IPv4Address(a), p) for bid, (a, p) in backends.items()}
+    return NftView(backends=eps, frontends=frozenset({(vip, 6, VIP_PORT), (vip, 17, VIP_PORT)} if frontend else ()),
+                   vips=frozenset({vip}) if frontend else frozenset(),
+                   hairpin=frozenset(int(a) for a, _ in eps.values()))
 
 
 def _wait_ready(proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
@@ -105,7 +117,6 @@ def _wait_ready(proc: subprocess.Popen, what: str, timeout: float = 15) -> None:
 def lab(netns):
     lab = Lab(netns(pods=2))
     try:
-        lab.table.ensure()
         yield lab
     finally:
         lab.close()  # the netns fixture then removes the namespaces, and the tables with them
@@ -119,7 +130,7 @@ def _endpoints(mapping) -> dict[int, tuple[IPv4Address, int]]:
 
 
 def test_tcp_reaches_the_marked_backend_and_replies_come_from_the_vip(lab):
-    lab.table.apply({1: lab.backend(0), 2: lab.backend(1)})
+    lab.program({1: lab.backend(0), 2: lab.backend(1)})
     for bid, pod in ((1, 0), (2, 1)):
         lab.mark(MARKS.backend_mark(bid))
         res = lab.client("tcp")
@@ -134,10 +145,12 @@ def test_tcp_reaches_the_marked_backend_and_replies_come_from_the_vip(lab):
         assert any(f["orig"]["dst"] == VIP and f["orig"]["dport"] == str(VIP_PORT)
                    and f["reply"]["src"] == addr and f["reply"]["sport"] == str(port)
                    and f["reply"]["dst"] == lab.topo.client.address for f in flows), flows
+    # Consumed: blixt's bits do not stay in the connections' ct marks.
+    assert all("mark=0 " in f["line"] for f in flows), flows
 
 
 def test_udp_reaches_the_marked_backend_and_replies_come_from_the_vip(lab):
-    lab.table.apply({1: lab.backend(0), 2: lab.backend(1)})
+    lab.program({1: lab.backend(0), 2: lab.backend(1)})
     lab.mark(MARKS.backend_mark(2))
     res = lab.client("udp")
     assert not res["errors"], res  # a connected UDP socket takes replies from VIP:80 only
@@ -146,8 +159,17 @@ def test_udp_reaches_the_marked_backend_and_replies_come_from_the_vip(lab):
     assert any(f["reply"]["src"] == addr and f["reply"]["sport"] == str(port) for f in lab.flows("udp"))
 
 
+def test_a_mark_on_a_destination_blixt_does_not_own_is_ignored(lab):
+    """Other tables share the mark: only a decision for a frontend counts."""
+    lab.program({1: lab.backend(0), 2: lab.backend(1)}, frontend=False)
+    lab.mark(MARKS.backend_mark(2))
+    res = lab.client("tcp", timeout=2)
+    assert res["errors"], f"a mark alone was NATed: {res}"
+    assert lab.counter("balance", "dnat") == 0
+
+
 def test_masquerade_bit_makes_the_backend_see_the_node(lab):
-    lab.table.apply({2: lab.backend(1)})
+    lab.program({2: lab.backend(1)})
     lab.mark(MARKS.backend_mark(2) | MARKS.masq_mark)
     for proto in ("tcp", "udp"):
         res = lab.client(proto)
@@ -162,7 +184,7 @@ def test_masquerade_bit_makes_the_backend_see_the_node(lab):
 
 @pytest.mark.parametrize("destination", ["unrouted", "local"])
 def test_reject_bit_refuses_tcp_with_rst_and_udp_with_port_unreachable(lab, destination):
-    lab.table.apply({1: lab.backend(0)})
+    lab.program({1: lab.backend(0)})
     lab.mark(MARKS.reject_mark)
     # Rejects happen in prerouting, before routing: a VIP the node has no
     # route for (which routing would answer "network unreachable") and a
@@ -175,108 +197,65 @@ def test_reject_bit_refuses_tcp_with_rst_and_udp_with_port_unreachable(lab, dest
     assert tcp["errors"] and tcp["errors"][0].startswith("ConnectionRefusedError"), tcp
     udp = lab.client("udp", timeout=5)
     assert udp["errors"] and udp["errors"][0].startswith("ConnectionRefusedError"), udp
-    assert lab.counter("rejects", "tcp reset") == 1
-    assert lab.counter("rejects", "l4proto udp") == 1
-
-
-def test_output_chain_translates_locally_generated_packets(lab):
-    """A packet the node itself sends, marked where a TC egress program would."""
-    lab.table.apply({1: lab.backend(0)})
-    lab.node.exec("ip", "route", "add", "198.18.100.0/24", "dev", "eth-client")  # any route will do
-    lab.mark(MARKS.backend_mark(1), hook="output")
-    res = lab.client("tcp", host=lab.node)
-    assert not res["errors"], res
-    assert res["answers"][0].split()[0] == "pod0"
+    assert lab.counter("guard", "tcp reset") == 1
+    assert lab.counter("guard", "l4proto udp") == 1
 
 
 # -- table management -----------------------------------------------------
 
 
-def test_ensure_is_idempotent_and_keeps_the_map(lab):
+def test_rebuild_is_idempotent_and_reads_back(lab):
     t = lab.table
-    t.apply({1: lab.backend(0), 7: ("10.1.2.3", 53)})
+    lab.program({1: lab.backend(0), 7: ("10.1.2.3", 53)})
     before = t.dump()
-    assert t.ensure() is False
+    lab.program({1: lab.backend(0), 7: ("10.1.2.3", 53)})
     assert t.dump() == before
     assert t.backends() == _endpoints({1: lab.backend(0), 7: ("10.1.2.3", 53)})
 
 
-def test_ensure_repairs_tampered_chains_and_drops_foreign_ones(lab):
+def test_update_adds_replaces_and_removes_elements_in_one_transaction(lab):
     t = lab.table
-    t.apply({1: lab.backend(0)})
+    old = view({1: ("10.0.0.1", 80), 2: ("10.0.0.2", 80), 3: ("10.0.0.3", 80)})
+    t.rebuild(old)
+    new = view({1: ("10.0.0.1", 80), 2: ("10.0.0.9", 80), 4: ("10.0.0.4", 1)}, frontend=False)
+    for change in nft_changes(old, new):
+        t.update(change)
+    assert t.backends() == _endpoints({1: ("10.0.0.1", 80), 2: ("10.0.0.9", 80), 4: ("10.0.0.4", 1)})
+    listing = t.dump()
+    assert "10.0.0.3" not in listing and VIP not in listing  # frontends and vips went with the change
+
+
+def test_update_puts_tampered_rules_right_and_fails_without_the_table(lab):
+    t = lab.table
+    lab.program({1: lab.backend(0)})
     want = t.dump(elements=False)
-    tamper = (f"flush chain ip {t.name} prerouting\n"
-              f"add rule ip {t.name} prerouting counter accept\n"
-              f"delete chain ip {t.name} rejects\n"
-              f"add chain ip {t.name} extra {{ type filter hook forward priority 10; }}\n"
-              f"add rule ip {t.name} extra drop\n")
-    lab.node.exec("nft", "-f", "-", input=tamper)
-    # The kernel takes a table flag change only in a transaction of its own.
-    lab.node.exec("nft", "add", "table", "ip", t.name, "{ flags dormant; }")
-    assert t.ensure() is True
-    assert t.ensure() is False
-    # Chain order in the listing is creation order, so compare chains as sets.
+    lab.node.exec("nft", "-f", "-", input=f"flush chain ip {t.name} balance\n"
+                                           f"add rule ip {t.name} balance counter accept\n")
+    add, _ = nft_changes(view({1: lab.backend(0)}), view({1: lab.backend(0), 2: lab.backend(1)}))
+    t.update(add)
     assert _blocks(t.dump(elements=False)) == _blocks(want)
-    assert t.backends() == _endpoints({1: lab.backend(0)})
-    lab.mark(MARKS.backend_mark(1))
-    assert lab.client("tcp")["answers"][0].startswith("pod0")
+    lab.mark(MARKS.backend_mark(2))
+    assert lab.client("tcp")["answers"][0].startswith("pod1")
+    # Without the table an update must fail (its elements would be lost): the manager rebuilds.
+    t.delete()
+    with pytest.raises(NftError):
+        t.update(add)
 
 
-def test_ensure_follows_a_changed_mark_layout(netns):
+def test_rebuild_follows_a_changed_mark_layout(netns):
     topo = netns(pods=0)
-    old = NatTable(topo.node.netns, MARKS)
-    old.ensure()
-    old.apply({1: ("10.0.0.1", 80)})
+    NatTable(topo.node.netns, MARKS).rebuild(view({1: ("10.0.0.1", 80)}))
     new_marks = MarkConfig(id_shift=8, id_mask=0x00000F00)
     new = NatTable(topo.node.netns, new_marks)
-    assert new.ensure() is True
-    assert "0x00000f00" in new.dump(elements=False)
-    # The old key names no backend under the new layout: ignored, then removed as stray.
+    # The old key names no backend under the new layout: not read back.
     assert new.backends() == {}
-    diff = new.apply({1: ("10.0.0.2", 81)})
-    assert diff.stray == (MARKS.backend_mark(1),) and list(diff.added) == [1]
+    new.rebuild(view({1: ("10.0.0.2", 81)}))
+    assert "0x00000f00" in new.dump(elements=False)
     assert new.backends() == _endpoints({1: ("10.0.0.2", 81)})
 
 
 def _blocks(listing: str) -> set[str]:
-    return set(re.findall(r"\t(?:chain|map) \S+ \{.*?\n\t\}", listing, re.S))
-
-
-def test_apply_adds_changes_and_removes(lab):
-    t = lab.table
-    d = t.apply({1: ("10.0.0.1", 80), 2: ("10.0.0.2", 80), 3: ("10.0.0.3", 80)})
-    assert d == Diff(added=_endpoints({1: ("10.0.0.1", 80), 2: ("10.0.0.2", 80), 3: ("10.0.0.3", 80)}))
-    want = {1: ("10.0.0.1", 80), 2: (IPv4Address("10.0.0.9"), 80), 3: ("10.0.0.3", 8443), 4: ("10.0.0.4", 1)}
-    d = t.apply(want)
-    assert d.added == _endpoints({4: ("10.0.0.4", 1)})
-    assert d.changed == {2: ((IPv4Address("10.0.0.2"), 80), (IPv4Address("10.0.0.9"), 80)),
-                         3: ((IPv4Address("10.0.0.3"), 80), (IPv4Address("10.0.0.3"), 8443))}
-    assert not d.removed
-    assert t.backends() == _endpoints(want)
-    d = t.apply({2: want[2], 4: want[4]})
-    assert d.removed == _endpoints({1: want[1], 3: want[3]}) and not d.added and not d.changed
-    assert t.backends() == _endpoints({2: want[2], 4: want[4]})
-    assert "10.0.0.1" not in t.dump() and "8443" not in t.dump()
-    assert t.apply({2: want[2], 4: want[4]}).empty  # nothing to do: no transaction
-
-
-def test_apply_changes_puts_and_deletes_only_what_it_is_told(lab):
-    t = lab.table
-    t.apply({1: ("10.0.0.1", 80), 2: ("10.0.0.2", 80)})
-    d = t.apply_changes(put={2: ("10.0.0.20", 80), 3: ("10.0.0.3", 80)}, delete=[1, 99])
-    assert list(d.added) == [3] and list(d.changed) == [2] and list(d.removed) == [1]
-    assert t.backends() == _endpoints({2: ("10.0.0.20", 80), 3: ("10.0.0.3", 80)})
-    with pytest.raises(ValueError, match="backend 3: both"):
-        t.apply_changes(put={3: ("10.0.0.3", 81)}, delete=[3])
-
-
-def test_stray_map_keys_are_ignored_and_then_removed(lab):
-    t = lab.table
-    t.apply({1: ("10.0.0.1", 80)})
-    lab.node.exec("nft", "add", "element", "ip", t.name, "backends", "{ 0x00000001 : 10.9.9.9 . 9 }")
-    assert t.backends() == _endpoints({1: ("10.0.0.1", 80)})
-    d = t.apply({1: ("10.0.0.1", 80)})
-    assert d.stray == (1,) and "10.9.9.9" not in t.dump()
+    return set(re.findall(r"\t(?:chain|map|set) \S+ \{.*?\n\t\}", re.sub(r"counter packets \d+ bytes \d+", "counter", listing), re.S))
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -296,24 +275,24 @@ def test_stray_map_keys_are_ignored_and_then_removed(lab):
 ])
 def test_invalid_input_names_the_entry_and_changes_nothing(lab, entry, message):
     t = lab.table
-    t.apply({1: ("10.0.0.1", 80)})
+    lab.program({1: ("10.0.0.1", 80)})
     before = t.dump()
     with pytest.raises(ValueError, match=message):
-        t.apply({1: ("10.0.0.1", 80), 2: ("10.0.0.2", 80), **entry})
+        t.rebuild(NftView(backends={1: ("10.0.0.1", 80), **entry}))
     with pytest.raises(ValueError, match=message):
-        t.apply_changes(put={2: ("10.0.0.2", 80), **entry}, delete=[1])
+        t.update(nft_changes(NftView(), NftView(backends=entry))[0])
     assert t.dump() == before
 
 
 def test_nft_errors_carry_the_command_and_stderr(netns):
     topo = netns(pods=0)
-    t = NatTable(topo.node.netns, MARKS)  # no ensure(): the table is absent
-    assert t.backends() == {}
+    t = NatTable(topo.node.netns, MARKS)  # the table is absent
+    assert t.backends() == {} and not t.exists()
     with pytest.raises(NftError) as err:
-        t.apply({1: ("10.0.0.1", 80)})
+        t.update(nft_changes(NftView(), view({1: ("10.0.0.1", 80)}))[0])
     assert "nft" in err.value.cmd and "No such file or directory" in err.value.stderr
     t.delete()  # absent: nothing to do
-    t.ensure()
+    t.rebuild(NftView())
     t.delete()
     assert "blixt" not in topo.node.exec("nft", "list", "tables").stdout
 
@@ -323,21 +302,20 @@ def test_one_hundred_thousand_backends_in_one_transaction(netns, capsys):
     # 20 id bits: the default 16 name at most 65535 backends.
     t = NatTable(topo.node.netns, MarkConfig(id_shift=8, id_mask=0x0FFFFF00,
                                              masq_mark=0x10000000, reject_mark=0x20000000))
-    t.ensure()
     want = {i: (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 1 + i % 65535) for i in range(1, 100_001)}
+    full = view(want)
     start = time.monotonic()
-    diff = t.apply(want)
+    t.rebuild(full)
     fill = time.monotonic() - start
-    assert len(diff.added) == 100_000
     assert t.backends() == _endpoints(want)
     # Churn: a quarter removed, a quarter changed, a quarter new.
     churn = {i: v for i, v in want.items() if i > 25_000}
     churn.update({i: (v[0], v[1] % 65535 + 1) for i, v in churn.items() if i <= 50_000})
     churn.update({i: (f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 80) for i in range(100_001, 125_001)})
     start = time.monotonic()
-    diff = t.apply(churn)
+    for change in nft_changes(full, view(churn)):
+        t.update(change)
     redo = time.monotonic() - start
-    assert (len(diff.added), len(diff.changed), len(diff.removed)) == (25_000, 25_000, 25_000)
     assert t.backends() == _endpoints(churn)
     with capsys.disabled():
         print(f"\n100,000 backends: fill {fill:.2f}s; churn of 75,000 over 100,000 {redo:.2f}s")

@@ -66,7 +66,8 @@ def test_a_wrong_mirror_is_reported(obj_btf):
         _fields_ = [("addr", ctypes.c_uint32), ("proto", ctypes.c_uint8), ("port", ctypes.c_uint16)]
 
     class Widened(ctypes.Structure):   # same names, one field too wide
-        _fields_ = [("backend_id", ctypes.c_uint64), ("flags", ctypes.c_uint32)]
+        _fields_ = [("backend_id", ctypes.c_uint64), ("flags", ctypes.c_uint32),
+                    ("service_id", ctypes.c_uint32), ("pad", ctypes.c_uint32)]
 
     assert len(mismatches(Swapped, obj_btf.struct("blixt_service_key"))) == 1
     assert len(mismatches(Widened, obj_btf.struct("blixt_slot"))) == 2  # size and fields

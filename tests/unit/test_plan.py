@@ -28,8 +28,10 @@ def test_fresh_service_gets_ids_slots_members_and_nft_entries():
     dp = Dataplane.of([svc(b(1, 70), b(2, 30), b(3, 0))])
     p = plan(dp, Current(), MARKS)
     key = service_key(dp.services[0])
-    sid, gen, count, flags, aff = p.services_put[key]
-    assert (sid, gen, count, flags) == (1, 0, 10, 0)
+    val = p.services_put[key]
+    assert (val.id, val.gen, val.slot_count, val.flags) == (1, 0, 10, 0)
+    # The value carries its own key, which the program checks.
+    assert (val.key_addr, val.key_port, val.key_proto) == (int(ipaddress.IPv4Address(VIP)), 80, 6)
     assert sorted(p.nft_put) == [1, 2]  # weight 0 gets no backend id
     assert p.nft_put[1] == (ipaddress.IPv4Address("192.168.0.1"), 8080)
     assert sorted(v[0] for v in p.slots_put.values()).count(1) == 7
@@ -89,14 +91,14 @@ def test_masquerade_and_affinity_flags():
     p = plan(Dataplane.of([svc(b(1, masq=True), affinity_timeout=30)]), Current(), MARKS)
     (val,) = p.services_put.values()
     assert val[3] == layout.SVC_AFFINITY and val[4] == 30
-    assert set(p.slots_put.values()) == {(1, layout.SLOT_MASQ)}
+    assert set(p.slots_put.values()) == {(1, layout.SLOT_MASQ, 1)}  # backend, flags, service
 
 
 def test_masquerade_change_rewrites_slots_and_members():
     state = applied(plan(Dataplane.of([svc(b(1))]), Current(), MARKS))
     p = plan(Dataplane.of([svc(b(1, masq=True))]), state, MARKS)
-    assert p.members_put == {(1, 1): (1, layout.SLOT_MASQ)}
-    assert list(p.slots_put.values()) == [(1, layout.SLOT_MASQ)]
+    assert p.members_put == {(1, 1): (1, layout.SLOT_MASQ, 1)}
+    assert list(p.slots_put.values()) == [(1, layout.SLOT_MASQ, 1)]
 
 
 def test_wildcard_service_and_local_addresses():

@@ -148,9 +148,13 @@ class ServiceKey(_Struct):
 
 
 class Service(_Struct):
+    """key_*: the entry's own key (host order in the Record), which the program
+    checks to catch an element recycled for another service."""
     _c_name_ = "blixt_service"
+    _be_ = frozenset({"key_addr", "key_port"})
     _fields_ = [("id", c_u32), ("gen", c_u32), ("slot_count", c_u32), ("flags", c_u32),
-                ("affinity_timeout", c_u32), ("pad", c_u32)]
+                ("affinity_timeout", c_u32), ("key_addr", c_u32), ("key_port", c_u16),
+                ("key_proto", c_u8), ("pad", c_u8)]
 
 
 class SlotKey(_Struct):
@@ -159,8 +163,10 @@ class SlotKey(_Struct):
 
 
 class Slot(_Struct):
+    """service_id: the service the slot or member belongs to (checked like
+    Service.key_*)."""
     _c_name_ = "blixt_slot"
-    _fields_ = [("backend_id", c_u32), ("flags", c_u32)]
+    _fields_ = [("backend_id", c_u32), ("flags", c_u32), ("service_id", c_u32), ("pad", c_u32)]
 
 
 class MemberKey(_Struct):

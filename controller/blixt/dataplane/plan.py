@@ -174,7 +174,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         for b in live:
             bid = backend_ids.get(b.endpoint)
             endpoints_want[bid] = b.endpoint
-            val = SlotVal(bid, layout.SLOT_MASQ if b.masquerade else 0)
+            val = SlotVal(bid, layout.SLOT_MASQ if b.masquerade else 0, sid)
             members_want[MemberKey(sid, bid)] = val
             entries.append(val)
         table = [entries[i] for i in slot_table([b.weight for b in live])]
@@ -191,7 +191,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         if not same_slots:
             for i, v in enumerate(table):
                 slots_put[SlotKey(sid, gen, i)] = v
-        val = ServiceVal(sid, gen, len(table), flags, svc.affinity_timeout)
+        val = ServiceVal(sid, gen, len(table), flags, svc.affinity_timeout, *key)
         if old != val:
             services_put[key] = val
         # A UDP flow the kernel tracked before this frontend had a backend
