@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import ipaddress
 import os
 
 import pytest
 
 from blixt.bpfman import client as bc
-from harness import bpftest
-from blixt.node.manager import Attachment, Manager, Settings
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Backend, Dataplane, Service
+from blixt.node.manager import Attachment, Manager, Settings
+from harness import bpftest
 from harness import packets as P
 
 TCX_NEXT = 0xFFFFFFFF  # -1 as the kernel reports retval
@@ -223,3 +224,106 @@ def test_generation_flip_under_concurrent_readers(dp):
     assert len(marks) > 100
     unmarked = sum(1 for m in marks if backend_of(m) == 0)
     assert unmarked == 0, f"{unmarked} of {len(marks)} packets found no backend mid-update"
+
+
+def _affinity(mgr, client: str) -> dict[int, tuple[int, int]]:
+    """service id -> (backend id, last_seen_ns) of this client's affinity entries."""
+    from blixt.dataplane import layout as L
+    out = {}
+    for k, v in mgr.maps["blixt_affinity"].items():
+        key = L.AffinityKey.unpack(k)
+        if key.client == int(ipaddress.IPv4Address(client)):
+            val = L.Affinity.from_buffer_copy(v)
+            out[key.service_id] = (val.slot.backend_id, val.last_seen_ns)
+    return out
+
+
+def test_affinity_is_kept_and_refreshed_only_by_new_connections(dp):
+    """kube-proxy's rule: a connection's later packets neither refresh a
+    client's affinity nor create one; a new connection does both."""
+    mgr, fds = dp
+    backends = tuple((f"192.168.1.{i}", 80, 1) for i in range(1, 5))
+    plan = mgr.apply(Dataplane.of([svc(backends=backends, affinity_timeout=60)]))
+    (sid,) = plan.service_ids.values()
+    run(fds, P.tcp_frame(CLIENT, VIP, 100, 80, flags=0x10))  # mid-connection ACK: no entry made
+    assert _affinity(mgr, CLIENT) == {}
+    run(fds, P.tcp_frame(CLIENT, VIP, 100, 80))  # SYN
+    backend, first_seen = _affinity(mgr, CLIENT)[sid]
+    for sport in range(101, 121):  # established traffic on other connections
+        run(fds, P.tcp_frame(CLIENT, VIP, sport, 80, flags=0x18))
+    assert _affinity(mgr, CLIENT)[sid] == (backend, first_seen)
+    mark = run(fds, P.tcp_frame(CLIENT, VIP, 200, 80))[1]  # a new connection
+    assert backend_of(mark) == backend
+    again, refreshed = _affinity(mgr, CLIENT)[sid]
+    assert again == backend and refreshed > first_seen
+
+
+def test_a_reused_service_id_starts_without_affinity_or_counters(dp):
+    mgr, fds = dp
+    backends = tuple((f"192.168.1.{i}", 80, 1) for i in range(1, 5))
+    plan = mgr.apply(Dataplane.of([svc(backends=backends, affinity_timeout=60)]))
+    (sid,) = plan.service_ids.values()
+    run(fds, P.tcp_frame(CLIENT, VIP, 100, 80))
+    assert sid in _affinity(mgr, CLIENT) and mgr.stats()[sid].packets == 1
+    mgr.apply(Dataplane())
+    assert _affinity(mgr, CLIENT) == {} and sid not in mgr.stats()
+    # A straggler of the removed service, then the id handed out again.
+    from blixt.dataplane import layout as L
+    mgr.maps["blixt_affinity"].update(L.AffinityKey.pack(L.AffinityKey.Record(int(ipaddress.IPv4Address(CLIENT)), sid)),
+                                      bytes(L.Affinity(L.Slot(1, 0, sid, 0), 1)))
+    plan = mgr.apply(Dataplane.of([svc(port=81, backends=backends, affinity_timeout=60)]))
+    assert list(plan.service_ids.values()) == [sid]
+    assert _affinity(mgr, CLIENT) == {} and sid not in mgr.stats()
+
+
+def test_recycled_map_elements_never_give_another_services_backend(dp):
+    """A hash map hands a replaced element to the next update at once, so a
+    packet may find another service's value behind its pointer. Two services
+    are rewritten in a tight loop while packets for the first stream through
+    (bounded: 4 s); every decision must name one of the first's backends."""
+    import threading
+    import time
+    from blixt.dataplane import layout as L
+    mgr, fds = dp
+    a = svc(port=80, backends=tuple((f"192.168.1.{i}", 80, 1) for i in range(1, 3)))
+    b = svc(port=81, backends=tuple((f"192.168.2.{i}", 80, 1) for i in range(1, 8)))
+    mgr.apply(Dataplane.of([a, b]))
+    state = mgr.current()
+    ka, kb = (next(k for k in state.services if k.port == port) for port in (80, 81))
+    va, vb = state.services[ka], state.services[kb]
+    ours = {bid for (sid, bid) in state.members if sid == va.id}
+    # A second generation of each table, so flipping `gen` keeps both valid.
+    for v in (va, vb):
+        for k, slot in list(state.slots.items()):
+            if k.service_id == v.id:
+                mgr.maps["blixt_slots"].update(L.SlotKey.pack(k._replace(gen=v.gen + 1)), L.Slot.pack(slot))
+    services = mgr.maps["blixt_services"]
+    writes = [(L.ServiceKey.pack(k), L.Service.pack(v._replace(gen=v.gen + g))) for g in (0, 1) for k, v in
+              ((ka, va), (kb, vb))]
+    stop = threading.Event()
+    wrong: list[int] = []
+    count = [0]
+
+    def reader():
+        sport = 1
+        while not stop.is_set():
+            m = backend_of(run(fds, P.tcp_frame(CLIENT, VIP, sport, 80))[1])
+            count[0] += 1
+            if m and m not in ours:
+                wrong.append(m)
+            sport = sport % 60000 + 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        end = time.monotonic() + 4
+        i = 0
+        while time.monotonic() < end:
+            services.update(*writes[i % 4])
+            i += 1
+    finally:
+        stop.set()
+        t.join()
+        mgr.refresh()
+    assert count[0] > 1000 and i > 1000
+    assert not wrong, f"{len(wrong)} of {count[0]} packets for one service got another's backend"

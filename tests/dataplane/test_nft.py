@@ -15,7 +15,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from blixt.dataplane.marks import MarkConfig
-from blixt.dataplane.nft import Diff, NatTable, NftError
+from blixt.dataplane.plan import NftView, nft_changes
+from blixt.node.nft import NatTable, NftError
 from harness import paths
 
 pytestmark = pytest.mark.netns

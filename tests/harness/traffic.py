@@ -5,7 +5,11 @@ clients that report who answered, as JSON on stdout.
     serve NAME --port P              TCP and UDP: reply "NAME PEER_IP:PEER_PORT"
     tcp ADDR PORT --count N          one connection each (the server closes first)
     udp ADDR PORT --count N          one flow (fresh source port) each
+        (--interval S: pause between exchanges, to spread them over time)
     hold ADDR PORT --seconds S       one TCP connection kept open, echoing every 0.1 s
+    udp-wait ADDR PORT --sport P     one UDP socket: a datagram now, then on a
+                                     line on stdin, one every 0.1 s until an
+                                     answer or --seconds
 """
 
 from __future__ import annotations
@@ -67,10 +71,12 @@ def _result(answers: list, errors: list, durations: list) -> None:
                "durations_ms": [round(d * 1000, 3) for d in durations]}, sys.stdout)
 
 
-def _clients(count: int, sock_type: int, timeout: float, sport, exchange) -> None:
+def _clients(count: int, sock_type: int, timeout: float, sport, exchange, interval: float = 0.0) -> None:
     """`count` exchanges, each on a fresh socket bound to sport(i) (0: any)."""
     answers, errors, durations = [], [], []
     for i in range(count):
+        if i and interval:
+            time.sleep(interval)
         start = time.monotonic()
         s = socket.socket(socket.AF_INET, sock_type)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,7 +94,7 @@ def _clients(count: int, sock_type: int, timeout: float, sport, exchange) -> Non
 
 
 def tcp_clients(addr: str, port: int, count: int, sport_base: int, sport_range: int,
-                timeout: float) -> None:
+                timeout: float, interval: float = 0.0) -> None:
     def exchange(s: socket.socket) -> str:
         s.connect((addr, port))
         s.sendall(b"bye\n")
@@ -98,16 +104,41 @@ def tcp_clients(addr: str, port: int, count: int, sport_base: int, sport_range: 
             if not chunk:
                 return data.decode().strip()
             data += chunk
-    _clients(count, socket.SOCK_STREAM, timeout, lambda i: sport_base and sport_base + i % sport_range, exchange)
+    _clients(count, socket.SOCK_STREAM, timeout, lambda i: sport_base and sport_base + i % sport_range, exchange,
+             interval)
 
 
-def udp_clients(addr: str, port: int, count: int, sport_base: int, timeout: float) -> None:
+def udp_clients(addr: str, port: int, count: int, sport_base: int, timeout: float, interval: float = 0.0) -> None:
     def exchange(s: socket.socket) -> str:
         # Connected: a reply from any address but the VIP would be dropped.
         s.connect((addr, port))
         s.send(b"hello\n")
         return s.recv(4096).decode().strip()
-    _clients(count, socket.SOCK_DGRAM, timeout, lambda i: sport_base and sport_base + i, exchange)
+    _clients(count, socket.SOCK_DGRAM, timeout, lambda i: sport_base and sport_base + i, exchange, interval)
+
+
+def udp_wait(addr: str, port: int, sport: int, seconds: float) -> None:
+    """The client that was there first: one socket, a datagram before the
+    service exists, then (on a line on stdin) one every 0.1 s until answered."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", sport))
+    s.connect((addr, port))
+    s.send(b"early\n")
+    print("sent", flush=True)
+    sys.stdin.readline()
+    start = time.monotonic()
+    s.settimeout(0.1)
+    answer, errors = None, []
+    while answer is None and time.monotonic() - start < seconds:
+        try:
+            s.send(b"again\n")
+            answer = s.recv(4096).decode().strip()
+        except socket.timeout:
+            pass
+        except OSError as e:  # an ICMP error from an earlier datagram
+            errors.append(f"{type(e).__name__}: {e}")
+    json.dump({"answer": answer, "after_ms": (time.monotonic() - start) * 1000, "errors": errors}, sys.stdout)
 
 
 def hold(addr: str, port: int, seconds: float) -> None:
@@ -183,17 +214,25 @@ def main(argv=None) -> None:
         c.add_argument("--sport-base", type=int, default=0)
         c.add_argument("--sport-range", type=int, default=1 << 16)
         c.add_argument("--timeout", type=float, default=3.0)
+        c.add_argument("--interval", type=float, default=0.0)
     h = sub.add_parser("hold")
     h.add_argument("addr")
     h.add_argument("port", type=int)
     h.add_argument("--seconds", type=float, default=5)
+    w = sub.add_parser("udp-wait")
+    w.add_argument("addr")
+    w.add_argument("port", type=int)
+    w.add_argument("--sport", type=int, required=True)
+    w.add_argument("--seconds", type=float, default=1.0)
     a = p.parse_args(argv)
     if a.cmd == "serve":
         serve(a.name, a.port)
     elif a.cmd == "tcp":
-        tcp_clients(a.addr, a.port, a.count, a.sport_base, a.sport_range, a.timeout)
+        tcp_clients(a.addr, a.port, a.count, a.sport_base, a.sport_range, a.timeout, a.interval)
     elif a.cmd == "udp":
-        udp_clients(a.addr, a.port, a.count, a.sport_base, a.timeout)
+        udp_clients(a.addr, a.port, a.count, a.sport_base, a.timeout, a.interval)
+    elif a.cmd == "udp-wait":
+        udp_wait(a.addr, a.port, a.sport, a.seconds)
     else:
         hold(a.addr, a.port, a.seconds)
 

@@ -11,7 +11,6 @@ fall back to -ret, so either convention yields the right error code.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno as _errno
 import os
 from typing import Iterator, Sequence
