@@ -164,6 +164,30 @@ def _bpfman_programs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nft_table(text: str) -> str:
+    from blixt.dataplane.marks import MarkConfig
+    from blixt.node.nft import NatTable
+    try:
+        NatTable(None, MarkConfig(), name=text)  # NatTable owns the naming rule; no I/O here
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _dataplane_show(args: argparse.Namespace) -> int:
+    from blixt.node import inspection
+    from blixt.node.bpf import BpfError
+    from blixt.node.nft import NftError
+    try:
+        with bpfman.BpfmanClient(args.bpfman_socket, timeout=args.timeout) as c:
+            rep = inspection.read(c, args.node, args.netns, args.nft_table)
+    except (bpfman.BpfmanError, inspection.CannotShow, BpfError, NftError) as e:
+        print(f"blixt dataplane show: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(rep, indent=2) if args.json else inspection.format_text(rep))
+    return 0
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     from blixt import offline
     return offline.run(args.file, node=args.node, controller_name=args.controller_name, json_output=args.json)
@@ -254,6 +278,34 @@ def build_parser() -> argparse.ArgumentParser:
     progs.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
                        help="deadline for each call, seconds (default: %(default)s)")
     progs.set_defaults(run=_bpfman_programs)
+
+    dp = sub.add_parser(
+        "dataplane",
+        help="inspect this node's dataplane (read-only)",
+        description="Read what the agent programmed on this node. Changes nothing.",
+    )
+    dp_sub = dp.add_subparsers(dest="dataplane_command", metavar="COMMAND", required=True)
+    show = dp_sub.add_parser(
+        "show",
+        help="the agent's programs, frontends, backends, counters and map fill levels",
+        description="Find the programs the agent loaded for a node through bpfman, read their pinned "
+                    "maps and the nftables backend map, and print: each program with its link ids; "
+                    "each frontend (address:port/proto, *:port for wildcard entries) with its service id, "
+                    "slot count, affinity timeout and counters summed over CPUs (packets, bytes, new "
+                    "flows: TCP SYNs only); each backend with its address, weight (its slots in the "
+                    "live table) and masquerade flag; and each map's entries, capacity and memlock bytes. "
+                    "Nothing is loaded, attached or written. Needs root on the node.",
+    )
+    show.add_argument("--node", required=True, help="node name the agent runs with (its --node)")
+    show.add_argument("--netns", help="`ip netns` name the agent manages (its --netns; default: bpfman's own)")
+    show.add_argument("--nft-table", default="blixt", type=_nft_table,
+                      help="the agent's nftables table (default: %(default)s)")
+    show.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
+                      help="bpfman-rpc socket (default: %(default)s)")
+    show.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
+                      help="deadline for each bpfman call, seconds (default: %(default)s)")
+    show.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    show.set_defaults(run=_dataplane_show)
 
     from blixt.translate import CONTROLLER_NAME
     tr = sub.add_parser(
