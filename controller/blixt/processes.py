@@ -18,6 +18,7 @@ from typing import Callable
 from blixt import translate
 from blixt.dataplane.model import Dataplane
 from blixt.dataplane.plan import describe, service_key
+from blixt.node.frontend_metrics import FrontendCollector
 from blixt.node.manager import Manager
 from blixt.timestamps import utc_now
 from blixt.kube import metrics
@@ -111,9 +112,12 @@ class Agent:
 
     def __init__(self, cache: Cache, manager: Manager, node: str,
                  local_addresses: Callable[[], frozenset[ipaddress.IPv4Address]] = frozenset,
-                 controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0):
+                 controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0,
+                 registry=metrics.REGISTRY):
         self.cache = cache
         self.manager = manager
+        self.frontend_metrics = FrontendCollector(manager.stats)  # per-frontend counters, read at scrape
+        registry.register(self.frontend_metrics)
         self.node = node
         self.local_addresses = local_addresses
         self.controller_name = controller_name
@@ -140,6 +144,7 @@ class Agent:
             metrics.DATAPLANE_APPLIES.labels("error").inc()
             raise
         metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        self.frontend_metrics.track(plan)
         metrics.DATAPLANE_SERVICES.set(len(desired.services))
         metrics.DATAPLANE_BACKENDS.set(len({b.endpoint for s in desired.services for b in s.backends}))
         if not plan.empty:
