@@ -228,7 +228,7 @@ static __always_inline int copy_slot(const struct blixt_slot *from, __u32 servic
 	asm volatile("" ::: "memory");
 	to->backend_id = READ_ONCE(from->backend_id);
 	to->flags = READ_ONCE(from->flags);
-	to->pad = 0;
+	to->addr = READ_ONCE(from->addr);
 	asm volatile("" ::: "memory");
 	return to->backend_id != 0 && to->service_id == service_id &&
 	       READ_ONCE(from->service_id) == service_id;
@@ -311,7 +311,7 @@ static __always_inline void classify(struct __sk_buff *skb)
 				return;
 		}
 		decision = (slot.backend_id << blixt_cfg.id_shift) & blixt_cfg.id_mask;
-		if (slot.flags & BLIXT_SLOT_MASQ)
+		if ((slot.flags & BLIXT_SLOT_MASQ) || slot.addr == pkt.saddr)
 			decision |= blixt_cfg.masq_mark;
 	}
 	skb->mark = (skb->mark & ~field) | decision;

@@ -55,14 +55,17 @@ struct blixt_slot_key {
 };
 
 /* Slot flags. */
-#define BLIXT_SLOT_MASQ  (1u << 0)  /* masquerade: remote backend or hairpin */
+#define BLIXT_SLOT_MASQ  (1u << 0)  /* masquerade: a remote backend (hairpin is
+                                     * found from addr, per packet) */
 
 /* What a slot (and an affinity or member entry) resolves to. */
 struct blixt_slot {
 	__u32 backend_id;     /* >= 1; the nftables map turns it into addr . port */
 	__u32 flags;          /* BLIXT_SLOT_* */
 	__u32 service_id;     /* the service it belongs to: checked like key_* above */
-	__u32 pad;
+	__be32 addr;          /* the backend's address: a client that is the chosen
+	                       * backend (hairpin) is masqueraded, or the reply would
+	                       * bypass the reverse NAT */
 };
 
 /* Backends currently in a service: an affinity entry is honoured only while

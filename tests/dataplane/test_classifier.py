@@ -139,6 +139,17 @@ def test_masquerade_bit(dp):
     assert mark & MARKS.masq_mark and backend_of(mark) >= 1
 
 
+def test_a_backend_reaching_itself_gets_the_masquerade_bit(dp):
+    """Hairpin: without masquerade the backend would answer itself directly
+    and the reply would bypass the reverse NAT."""
+    mgr, fds = dp
+    mgr.apply(Dataplane.of([svc()]))
+    _, mark = run(fds, P.tcp_frame("192.168.1.1", VIP, 40000, 80))
+    assert mark & MARKS.masq_mark and backend_of(mark) >= 1
+    _, mark = run(fds, P.tcp_frame(CLIENT, VIP, 40000, 80))
+    assert not mark & MARKS.masq_mark
+
+
 def test_same_flow_same_backend_and_weights(dp):
     mgr, fds = dp
     mgr.apply(Dataplane.of([svc(backends=(("192.168.1.1", 80, 70), ("192.168.1.2", 80, 30),

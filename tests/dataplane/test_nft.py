@@ -101,8 +101,7 @@ def view(backends: dict, frontend: bool = True) -> NftView:
     vip = int(IPv4Address(VIP))
     eps = {bid: (IPv4Address(a), p) for bid, (a, p) in backends.items()}
     return NftView(backends=eps, frontends=frozenset({(vip, 6, VIP_PORT), (vip, 17, VIP_PORT)} if frontend else ()),
-                   vips=frozenset({vip}) if frontend else frozenset(),
-                   hairpin=frozenset(int(a) for a, _ in eps.values()))
+                   vips=frozenset({vip}) if frontend else frozenset())
 
 
 def _wait_ready(proc: subprocess.Popen, what: str, timeout: float = 15) -> None:

@@ -12,6 +12,8 @@ PACKAGES=(
   # the real OCI distribution registry and its TLS
   docker-registry openssl skopeo ca-certificates
   jq curl git
+  # a mark-restoring neighbour in the dataplane tests (CONNMARK)
+  iptables
 )
 
 missing=()

@@ -244,7 +244,7 @@ def test_agent_daemonset(render):
     assert args.command == "agent" and args.node == "node-a"
     assert args.bytecode_image == cm["data"]["BLIXT_BYTECODE_IMAGE"]
     iface = cm["data"]["BLIXT_INTERFACE"]
-    assert [f"{a.iface}/{a.direction}" for a in args.interface] == [iface if "/" in iface else f"{iface}/ingress"]
+    assert [a.iface for a in args.interface] == [iface]
     assert args.attach_mode == "tcx"
     _check_metrics_and_probes(c, args.metrics_bind)
 
@@ -460,7 +460,7 @@ def test_operator_overlay_loads_blixt_tcx_where_the_agent_would(render):
     assert spec["byteCode"] == {"image": {"url": agent.bytecode_image, "imagePullPolicy": "IfNotPresent"}}
     # The same skb->mark layout as the agent's flags.
     marks = MarkConfig(agent.mark_id_shift, agent.mark_id_mask, agent.mark_masquerade, agent.mark_reject)
-    assert base64.b64decode(spec["globalData"]["blixt_cfg"]) == bytes(layout.Config.of(marks))
+    assert base64.b64decode(spec["globalData"]["blixt_cfg"]) == bytes(marks.config())
     # The program the agent's mode loads, on the agent's interfaces.
     assert agent.attach_mode == "tcx"
     (program,) = spec["programs"]
@@ -468,7 +468,7 @@ def test_operator_overlay_loads_blixt_tcx_where_the_agent_would(render):
     assert set(program) == {"name", "type", "tcx"}
     links = program["tcx"]["links"]
     assert [(tuple(link["interfaceSelector"]["interfaces"]), link["direction"].lower(), link["priority"])
-            for link in links] == [((a.iface,), a.direction, agent.priority) for a in agent.interface]
+            for link in links] == [((a.iface,), "ingress", agent.priority) for a in agent.interface]
 
     # The maps, through bpfman's CSI driver, named after the application.
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}

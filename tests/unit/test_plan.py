@@ -91,14 +91,16 @@ def test_masquerade_and_affinity_flags():
     p = plan(Dataplane.of([svc(b(1, masq=True), affinity_timeout=30)]), Current(), MARKS)
     (val,) = p.services_put.values()
     assert val[3] == layout.SVC_AFFINITY and val[4] == 30
-    assert set(p.slots_put.values()) == {(1, layout.SLOT_MASQ, 1)}  # backend, flags, service
+    addr = int(ipaddress.IPv4Address("192.168.0.1"))
+    assert set(p.slots_put.values()) == {(1, layout.SLOT_MASQ, 1, addr)}  # backend, flags, service, address
 
 
 def test_masquerade_change_rewrites_slots_and_members():
     state = applied(plan(Dataplane.of([svc(b(1))]), Current(), MARKS))
     p = plan(Dataplane.of([svc(b(1, masq=True))]), state, MARKS)
-    assert p.members_put == {(1, 1): (1, layout.SLOT_MASQ, 1)}
-    assert list(p.slots_put.values()) == [(1, layout.SLOT_MASQ, 1)]
+    addr = int(ipaddress.IPv4Address("192.168.0.1"))
+    assert p.members_put == {(1, 1): (1, layout.SLOT_MASQ, 1, addr)}
+    assert list(p.slots_put.values()) == [(1, layout.SLOT_MASQ, 1, addr)]
 
 
 def test_wildcard_service_and_local_addresses():
@@ -168,7 +170,7 @@ def test_fresh_and_removed_service_ids_are_listed_for_sweeping():
     assert reused.fresh_ids == [1]  # id 1 again: the manager sweeps what it left
 
 
-def test_nft_view_knows_frontends_vips_hairpin_and_endpoints():
+def test_nft_view_knows_frontends_vips_and_endpoints():
     from blixt.dataplane.plan import NftView, nft_changes
     node = ipaddress.IPv4Address("192.0.2.1")
     dp = Dataplane.of([svc(b(1), b(2)), svc(b(1), port=53, proto="udp", addr=node),
@@ -180,7 +182,6 @@ def test_nft_view_knows_frontends_vips_hairpin_and_endpoints():
     assert view.node_frontends == {(6, 30080)}
     assert view.vips == {vip}  # the node's own address is never refused wholesale
     assert view.node_addrs == {n}
-    assert view.hairpin == {b1, b2}
     assert view.endpoints == {(b1, 6, 8080), (b2, 6, 8080), (b1, 17, 8080)}
     add, delete = nft_changes(NftView(), view)
     assert add.add["frontends"] == view.frontends and not any(delete.delete.values())

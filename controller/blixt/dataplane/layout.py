@@ -70,10 +70,6 @@ def addr_of(raw: int) -> ipaddress.IPv4Address:
     return ipaddress.IPv4Address(raw.to_bytes(4, sys.byteorder))
 
 
-def _swap(value: int, size: int) -> int:
-    return int.from_bytes(value.to_bytes(size, "big"), sys.byteorder)
-
-
 _CODES = {c_u8: "B", c_u16: "H", c_u32: "I", c_u64: "Q"}
 
 
@@ -104,31 +100,40 @@ class _Struct(ctypes.Structure):
 
 
 def _add_record(cls, fields) -> None:
-    """cls.Record, cls.pack(record) -> bytes and cls.unpack(bytes) -> record."""
+    """cls.Record, cls.pack(record) -> bytes and cls.unpack(bytes) -> record.
+
+    Fields are packed in runs of one byte order (struct has one order per
+    format): a struct with no network-order field is a single run."""
     names = [n for n, _ in fields if not n.startswith("pad")]
-    fmt = "".join(f"{ctypes.sizeof(t)}x" if n.startswith("pad") else _CODES[t] for n, t in fields)
-    wide_be = [n for n, t in fields if n in cls._be_ and ctypes.sizeof(t) > 1]
-    wide_host = [n for n, t in fields if n not in cls._be_ and not n.startswith("pad") and ctypes.sizeof(t) > 1]
+    runs: list[tuple[str, str, int]] = []  # (order, format, number of values)
+    for n, t in fields:
+        pad = n.startswith("pad")
+        code = f"{ctypes.sizeof(t)}x" if pad else _CODES[t]
+        order = ">" if n in cls._be_ else "="
+        if runs and (pad or ctypes.sizeof(t) == 1 or runs[-1][0] == order):
+            o, f, k = runs[-1]  # byte order is moot for pads and single bytes
+            runs[-1] = (o, f + code, k + (not pad))
+        else:
+            runs.append((order, code, int(not pad)))
     record = NamedTuple(f"{cls.__name__}Record", [(n, int) for n in names])
-    if not (wide_be and wide_host):
-        # One byte order serves every multi-byte field: struct packs directly.
-        codec = struct.Struct((">" if wide_be else "=") + fmt)
+    if len(runs) == 1:
+        codec = struct.Struct(runs[0][0] + runs[0][1])
         cls.pack = staticmethod(lambda rec: codec.pack(*rec))
         cls.unpack = staticmethod(lambda raw: record._make(codec.unpack(raw)))
     else:
-        codec = struct.Struct("=" + fmt)
-        swap = [(i, ctypes.sizeof(dict(fields)[n])) for i, n in enumerate(names) if n in wide_be]
+        parts, start, offset = [], 0, 0
+        for order, fmt, k in runs:
+            c = struct.Struct(order + fmt)
+            parts.append((c, start, start + k, offset))
+            start, offset = start + k, offset + c.size
 
-        def pack(rec, codec=codec, swap=swap):
-            vals = list(rec)
-            for i, size in swap:
-                vals[i] = _swap(vals[i], size)
-            return codec.pack(*vals)
+        def pack(rec):
+            return b"".join(c.pack(*rec[a:b]) for c, a, b, _ in parts)
 
-        def unpack(raw, codec=codec, swap=swap):
-            vals = list(codec.unpack(raw))
-            for i, size in swap:
-                vals[i] = _swap(vals[i], size)
+        def unpack(raw):
+            vals: list[int] = []
+            for c, _, _, off in parts:
+                vals.extend(c.unpack_from(raw, off))
             return record._make(vals)
         cls.pack = staticmethod(pack)
         cls.unpack = staticmethod(unpack)
@@ -164,9 +169,11 @@ class SlotKey(_Struct):
 
 class Slot(_Struct):
     """service_id: the service the slot or member belongs to (checked like
-    Service.key_*)."""
+    Service.key_*); addr: the backend's address (host order in the Record),
+    so the program can tell a hairpin flow."""
     _c_name_ = "blixt_slot"
-    _fields_ = [("backend_id", c_u32), ("flags", c_u32), ("service_id", c_u32), ("pad", c_u32)]
+    _be_ = frozenset({"addr"})
+    _fields_ = [("backend_id", c_u32), ("flags", c_u32), ("service_id", c_u32), ("addr", c_u32)]
 
 
 class MemberKey(_Struct):

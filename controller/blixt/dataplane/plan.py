@@ -16,7 +16,8 @@ generation, then the service entry is flipped to it, then the old slots go.
 The nftables table holds what the NAT rules need to know besides the
 backends: which frontends blixt owns (only their decisions are acted on),
 which addresses are VIPs (anything else sent to them is refused), and which
-backend addresses can hairpin. `NftView` derives all of it from the maps.
+endpoints are backends (their INVALID packets are dropped). `NftView`
+derives all of it from the maps.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         for b in live:
             bid = backend_ids.get(b.endpoint)
             endpoints_want[bid] = b.endpoint
-            val = SlotVal(bid, layout.SLOT_MASQ if b.masquerade else 0, sid)
+            val = SlotVal(bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address))
             members_want[MemberKey(sid, bid)] = val
             entries.append(val)
         table = [entries[i] for i in slot_table([b.weight for b in live])]
@@ -277,10 +278,9 @@ class NftView:
     node_frontends: frozenset[tuple[int, int]] = frozenset()       # proto, port on node addresses
     node_addrs: frozenset[int] = frozenset()
     vips: frozenset[int] = frozenset()          # frontend addresses that are not the node's
-    hairpin: frozenset[int] = frozenset()       # backend addresses: A . A pairs
     endpoints: frozenset[tuple[int, int, int]] = frozenset()       # backend addr, proto, port
 
-    SETS = ("frontends", "node_frontends", "node_addrs", "vips", "hairpin", "endpoints")
+    SETS = ("frontends", "node_frontends", "node_addrs", "vips", "endpoints")
 
     @classmethod
     def of(cls, cur: Current) -> "NftView":
@@ -297,7 +297,6 @@ class NftView:
             node_frontends=frozenset((k.proto, k.port) for k in cur.services if not k.addr),
             node_addrs=frozenset(cur.local_addresses),
             vips=frozenset(k.addr for k in exact) - frozenset(cur.local_addresses),
-            hairpin=frozenset(int(ep[0]) for ep in cur.backends.values()),
             endpoints=frozenset(endpoints),
         )
 

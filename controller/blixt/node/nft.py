@@ -15,9 +15,10 @@ How a decision travels (see BUILD.md, "Dataplane choices"):
   -100 nat      `balance`: the ct mark's id picks the backend from @backends.
   -90 filter    `guard`: drop INVALID packets of blixt's flows; reject the
                 reject bit; refuse anything else sent to a VIP.
-  100 nat       `finish`: masquerade the masquerade bit and hairpin flows, and
-                clear blixt's bits from the ct mark (`local` does so for
-                packets delivered to the node itself).
+  100 nat       `finish`: masquerade the masquerade bit (the program sets it
+                for remote backends and for hairpin flows, where the client is
+                the chosen backend), and clear blixt's bits from the ct mark
+                (`local` does so for packets delivered to the node itself).
 
 Every write is one `nft -f -` transaction, the way knftables does it: each
 sync re-declares its chains (`add chain; flush chain; add rule ...`) and
@@ -56,7 +57,6 @@ SETS = {
     "node_frontends": ("inet_proto . inet_service", lambda e: f"{_proto(e[0])} . {e[1]}"),
     "node_addrs": (_ADDR, lambda e: _ip(e)),
     "vips": (_ADDR, lambda e: _ip(e)),
-    "hairpin": (f"{_ADDR} . {_ADDR}", lambda e: f"{_ip(e)} . {_ip(e)}"),
     "endpoints": (f"{_ADDR} . inet_proto . inet_service", lambda e: f"{_ip(e[0])} . {_proto(e[1])} . {e[2]}"),
 }
 MAP = "backends"
@@ -149,7 +149,6 @@ class NatTable:
             )),
             Chain("finish", (
                 f"ct mark & {masq} != 0 {clear} counter masquerade",
-                f"ct mark & {ids} != 0 ip saddr . ip daddr @hairpin {clear} counter masquerade",
                 f"ct mark & {field} != 0 {clear}",
             ), "nat", "postrouting", 100),
             Chain("local", (f"ct mark & {field} != 0 {clear}",), "nat", "input", 100),
