@@ -33,6 +33,7 @@ from harness.bpfman import BpfmanServer  # noqa: E402
 from harness.netns import Topology  # noqa: E402
 
 from blixt.bpfman import client as bc  # noqa: E402
+from blixt.node import bpf  # noqa: E402
 from blixt.node.manager import Attachment, Manager, Settings  # noqa: E402
 from blixt.dataplane.marks import MarkConfig  # noqa: E402
 from blixt.dataplane.model import Backend, Dataplane, Service  # noqa: E402
@@ -104,6 +105,7 @@ def programming(bpfman: bc.BpfmanClient, services: int, backends: int) -> None:
                                            attachments=(Attachment("eth-client"),), mode="tcx",
                                            netns=topo.node.netns, marks=WIDE_MARKS))
         manager.ensure_loaded()
+        empty_memlock = {name: m.memlock() for name, m in manager.maps.items()}
 
         def build(changed: int = 0) -> Dataplane:
             out = []
@@ -122,6 +124,7 @@ def programming(bpfman: bc.BpfmanClient, services: int, backends: int) -> None:
         t0 = time.monotonic()
         plan = manager.apply(full)
         t_fill = time.monotonic() - t0
+        full_memlock = {name: m.memlock() for name, m in manager.maps.items()}
         t0 = time.monotonic()
         again = manager.apply(full)
         t_same = time.monotonic() - t0
@@ -137,6 +140,12 @@ def programming(bpfman: bc.BpfmanClient, services: int, backends: int) -> None:
         print(f"  apply unchanged (plans against the kept state)   {t_same:7.2f} s")
         print(f"  one backend changed in 1,000 services ({churn.summary()})")
         print(f"                                                   {t_churn:7.2f} s")
+        print(f"\nMap memory (fdinfo memlock, {bpf.num_possible_cpus()} possible CPUs)")
+        print(f"  {'map':20}{'empty':>12}{f'{services:,} x {backends}':>16}")
+        for name in empty_memlock:
+            print(f"  {name:20}{empty_memlock[name] / 2**20:10.2f} MB{full_memlock[name] / 2**20:14.2f} MB")
+        print(f"  {'total':20}{sum(empty_memlock.values()) / 2**20:10.2f} MB"
+              f"{sum(full_memlock.values()) / 2**20:14.2f} MB")
     finally:
         if manager is not None:
             manager.remove()

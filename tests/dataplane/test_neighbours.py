@@ -44,7 +44,7 @@ def observer(node, *rules: str) -> None:
     """Counters after every NAT hook, in a table of their own."""
     body = "\n".join(f"  {r} counter" for r in rules)
     foreign(node, f"table ip observer {{ chain post {{ type filter hook postrouting priority 300; "
-                  f"policy accept;\n{body}\n}} }}")
+                  f"policy accept;\n{body}\n}}\n}}\n")
 
 
 def observed(node) -> list[int]:
@@ -60,8 +60,8 @@ def test_foreign_marks_on_traffic_to_other_destinations_change_nothing(node):
     mark = node.manager.settings.marks.backend_mark(backend_id(node, 0))
     # A CNI's identity in the top 16 bits of every packet not to the VIP,
     # before conntrack: the mark names pod0's backend id.
-    foreign(node, f"table ip cni {{ chain pre {{ type filter hook prerouting priority raw; policy accept; "
-                  f"ip daddr != {VIP} meta mark set meta mark | 0x{mark:08x} }} }}")
+    foreign(node, f"table ip cni {{ chain pre {{ type filter hook prerouting priority raw; policy accept;\n"
+                  f"ip daddr != {VIP} meta mark set meta mark | 0x{mark:08x}\n}}\n}}\n")
     pod1 = node.topo.pods[1].address
     for proto in ("tcp", "udp"):
         direct = node.client(proto, pod1, PORT, "--count", 3)
@@ -84,7 +84,7 @@ def test_a_mark_restore_from_the_ct_mark_keeps_the_decision(node, restore):
     node.manager.apply(Dataplane.of([service(node), service(node, proto="udp")]))
     if restore == "nft":
         foreign(node, "table ip mesh { chain restore { type filter hook prerouting priority mangle; "
-                      "policy accept; meta mark set ct mark } }")
+                      "policy accept;\nmeta mark set ct mark\n}\n}\n")
     else:
         paths.require_tool("iptables")
         node.topo.node.exec(*RESTORES[restore])

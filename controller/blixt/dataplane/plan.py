@@ -39,6 +39,7 @@ MemberKey = layout.MemberKey.Record
 Endpoint = tuple[ipaddress.IPv4Address, int]
 
 UDP = PROTOCOLS["udp"]
+_new = tuple.__new__
 
 
 class CapacityError(ValueError):
@@ -164,6 +165,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
     service_ids: dict[ServiceKey, int] = {}
     names: dict[int, str] = {}
     flushes: list[Flush] = []
+    seen: dict[Endpoint, tuple[int, int]] = {}  # endpoint -> (backend id, address as int)
 
     for svc in desired.services:
         key = service_key(svc)
@@ -173,10 +175,15 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         live = [b for b in svc.backends if b.weight > 0]
         entries: list[SlotVal] = []
         for b in live:
-            bid = backend_ids.get(b.endpoint)
-            endpoints_want[bid] = b.endpoint
-            val = SlotVal(bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address))
-            members_want[MemberKey(sid, bid)] = val
+            ep = b.endpoint
+            known = seen.get(ep)
+            if known is None:
+                known = seen[ep] = (backend_ids.get(ep), int(b.address))
+                endpoints_want[known[0]] = ep
+            bid, addr = known
+            # tuple.__new__: a Record without the Python-level __new__ (hot loop).
+            val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, addr))
+            members_want[_new(MemberKey, (sid, bid))] = val
             entries.append(val)
         table = [entries[i] for i in slot_table([b.weight for b in live])]
         flags = layout.SVC_AFFINITY if svc.affinity_timeout else 0
@@ -191,7 +198,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
             same_slots, gen = False, 0
         if not same_slots:
             for i, v in enumerate(table):
-                slots_put[SlotKey(sid, gen, i)] = v
+                slots_put[_new(SlotKey, (sid, gen, i))] = v
         val = ServiceVal(sid, gen, len(table), flags, svc.affinity_timeout, *key)
         if old != val:
             services_put[key] = val

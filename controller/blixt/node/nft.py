@@ -277,19 +277,6 @@ class NatTable:
                     out[key >> m.id_shift] = (ip, int(port))
         return out
 
-    def counters(self) -> dict[str, list[tuple[str, int]]]:
-        """Chain -> [(rule text, packets)] for rules with a counter."""
-        text = self._nft("-j", "list", "table", FAMILY, self.name)
-        out: dict[str, list[tuple[str, int]]] = {}
-        for obj in json.loads(text).get("nftables", []):
-            rule = obj.get("rule")
-            if not rule:
-                continue
-            packets = next((e["counter"]["packets"] for e in rule.get("expr", []) if "counter" in e), None)
-            if packets is not None:
-                out.setdefault(rule["chain"], []).append((json.dumps(rule["expr"]), packets))
-        return out
-
     # -- validation -----------------------------------------------------------
 
     def validate(self, backend_id, value) -> Endpoint:
