@@ -188,6 +188,19 @@ def _dataplane_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataplane_remove(args: argparse.Namespace) -> int:
+    from blixt.node import manager
+    from blixt.node.nft import NftError
+    try:
+        with bpfman.BpfmanClient(args.bpfman_socket, timeout=args.timeout) as c:
+            n = manager.remove(c, args.node, args.netns, args.nft_table)
+    except (bpfman.BpfmanError, NftError) as e:
+        print(f"blixt dataplane remove: {e}", file=sys.stderr)
+        return 1
+    print(f"removed {n} program(s) and the nftables table {args.nft_table}")
+    return 0
+
+
 def _run_translate(args: argparse.Namespace) -> int:
     from blixt import offline
     return offline.run(args.file, node=args.node, controller_name=args.controller_name, json_output=args.json)
@@ -281,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser(
         "dataplane",
-        help="inspect this node's dataplane (read-only)",
-        description="Read what the agent programmed on this node. Changes nothing.",
+        help="inspect this node's dataplane, or remove it",
+        description="Read what the agent programmed on this node (show), or undo it (remove).",
     )
     dp_sub = dp.add_subparsers(dest="dataplane_command", metavar="COMMAND", required=True)
     show = dp_sub.add_parser(
@@ -296,16 +309,29 @@ def build_parser() -> argparse.ArgumentParser:
                     "live table) and masquerade flag; and each map's entries, capacity and memlock bytes. "
                     "Nothing is loaded, attached or written. Needs root on the node.",
     )
-    show.add_argument("--node", required=True, help="node name the agent runs with (its --node)")
-    show.add_argument("--netns", help="`ip netns` name the agent manages (its --netns; default: bpfman's own)")
-    show.add_argument("--nft-table", default="blixt", type=_nft_table,
-                      help="the agent's nftables table (default: %(default)s)")
-    show.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
-                      help="bpfman-rpc socket (default: %(default)s)")
-    show.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
-                      help="deadline for each bpfman call, seconds (default: %(default)s)")
+    def node_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--node", required=True, help="node name the agent runs with (its --node)")
+        p.add_argument("--netns", help="`ip netns` name the agent manages (its --netns; default: bpfman's own)")
+        p.add_argument("--nft-table", default="blixt", type=_nft_table,
+                       help="the agent's nftables table (default: %(default)s)")
+        p.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
+                       help="bpfman-rpc socket (default: %(default)s)")
+        p.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
+                       help="deadline for each bpfman call, seconds (default: %(default)s)")
+
+    node_options(show)
     show.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     show.set_defaults(run=_dataplane_show)
+    rm = dp_sub.add_parser(
+        "remove",
+        help="detach and unload the agent's programs and delete its nftables table",
+        description="Undo what the agent set up on this node: detach and unload the programs it loaded "
+                    "through bpfman for this node and namespace, and delete its nftables table. Connections "
+                    "already translated keep their conntrack entries until they end. Stop the agent first, "
+                    "or it loads everything again. Needs root on the node.",
+    )
+    node_options(rm)
+    rm.set_defaults(run=_dataplane_remove)
 
     from blixt.translate import CONTROLLER_NAME
     tr = sub.add_parser(

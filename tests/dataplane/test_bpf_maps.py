@@ -78,8 +78,8 @@ def test_long_names_are_cut_to_15_characters(make_map):
 
 
 def test_update_lookup_delete(make_map):
-    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 24, 16)
-    key = layout.ServiceKey.of("10.0.0.1", 80, "tcp")
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 28, 16)
+    key = layout.ServiceKey(layout.be32("10.0.0.1"), 0x5000, 6)  # port 80, network order
     val = layout.Service(id=1, gen=2, slot_count=3, flags=layout.SVC_AFFINITY, affinity_timeout=30)
     assert m.lookup(bytes(key)) is None
     m.update(bytes(key), bytes(val))
@@ -88,7 +88,7 @@ def test_update_lookup_delete(make_map):
         m.update(bytes(key), bytes(val), bpf.BPF_NOEXIST)
     assert e.value.errno == errno.EEXIST
     with pytest.raises(bpf.BpfError) as e:
-        m.update(bytes(layout.ServiceKey.of("10.0.0.2", 80, "tcp")), bytes(val), bpf.BPF_EXIST)
+        m.update(bytes(layout.ServiceKey(layout.be32("10.0.0.2"), 0x5000, 6)), bytes(val), bpf.BPF_EXIST)
     assert e.value.errno == errno.ENOENT
     assert m.delete(bytes(key)) is True
     assert m.lookup(bytes(key)) is None
@@ -115,9 +115,9 @@ def test_empty_map_has_no_keys(make_map):
 
 
 def test_batches_of_ten_thousand(make_map):
-    m = make_map(layout.BPF_MAP_TYPE_HASH, 12, 8, 20000)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, 12, 16, 20000)
     keys = [bytes(layout.SlotKey(5, 1, i)) for i in range(10000)]
-    vals = [bytes(layout.Slot(i + 1, i & 1)) for i in range(10000)]
+    vals = [bytes(layout.Slot(i + 1, i & 1, 5)) for i in range(10000)]
     m.update_batch(keys, vals)
     got = dict(m.items())
     assert len(got) == 10000

@@ -81,3 +81,19 @@ def test_show_fails_clearly_for_a_node_without_blixt(bpfman_server):
     out = show(bpfman_server, "--node", "no-such-node")
     assert out.returncode == 1
     assert "no blixt program for node 'no-such-node'" in out.stderr
+
+
+def test_remove_undoes_what_the_agent_set_up(node, bpfman_server, bpfman):
+    from test_traffic import service
+    from blixt.dataplane.model import Dataplane
+    from harness.traffic import PORT, VIP
+    node.manager.apply(Dataplane.of([service(node)]))
+    assert not node.client("tcp", VIP, PORT, "--count", 2)["errors"]
+    res = subprocess.run(
+        [sys.executable, "-m", "blixt", "dataplane", "remove", "--bpfman-socket", str(bpfman_server.socket),
+         "--node", node.manager.settings.node, "--netns", node.topo.node.netns], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "removed 1 program(s)" in res.stdout, res.stdout
+    assert not [p for p in bpfman.list() if p.metadata.get("blixt.io/node") == node.manager.settings.node]
+    assert "blixt" not in node.topo.node.exec("nft", "list", "tables").stdout
+    assert node.client("tcp", VIP, PORT, "--timeout", 1)["errors"]  # nothing translates any more

@@ -19,7 +19,7 @@ from blixt.dataplane import layout
 from blixt.dataplane.plan import Current, describe
 
 from . import bpf
-from .manager import NETNS_KEY, NODE_KEY, OWNER_KEY, Attachment, Manager, Settings, _marks_of
+from .manager import NETNS_KEY, NODE_KEY, Attachment, Manager, Settings, marks_of, programs_of
 
 
 class CannotShow(Exception):
@@ -122,12 +122,8 @@ def format_text(rep: dict) -> str:
 
 def find_programs(client: bpfman.BpfmanClient, node: str, netns: str | None) -> list[bpfman.Program]:
     """The programs the agent loaded for (node, netns), with their links."""
-    # Settings.metadata() is what the agent tags its programs with; a
-    # Settings only for that needs some bytecode and interface, never used.
-    meta = _reader_settings(node, netns).metadata()
-    found = client.list(match_metadata={k: meta[k] for k in (OWNER_KEY, NODE_KEY, NETNS_KEY)})
     # Links as Get reports them, which is where the manager reads them too.
-    return [client.get(p.id) for p in found]
+    return [client.get(p.id) for p in programs_of(client, node, netns)]
 
 
 def _reader_settings(node: str, netns: str | None, **kw) -> Settings:
@@ -152,7 +148,7 @@ def reader(client: bpfman.BpfmanClient, programs: Sequence[bpfman.Program], nft_
     its read methods only (current(), stats()): built without ensure_loaded(),
     so nothing is loaded or attached. The caller closes its maps."""
     newest = max(programs, key=lambda p: p.id)
-    marks = _marks_of(newest)
+    marks = marks_of(newest)
     if marks is None:
         # Without the mark layout the nft map's keys cannot be read as ids.
         raise CannotShow(f"program {newest.id} has no mark layout in its bpfman metadata; "

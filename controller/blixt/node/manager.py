@@ -88,13 +88,36 @@ class Settings:
                 CONFIG_KEY: self.fingerprint(), MARKS_KEY: bytes(self.marks.config()).hex()}
 
 
-def _marks_of(program: bpfman.Program) -> MarkConfig | None:
+def marks_of(program: bpfman.Program) -> MarkConfig | None:
     """The mark layout a loaded program was configured with, from its metadata."""
     try:
         c = layout.Config.from_buffer_copy(bytes.fromhex(program.metadata[MARKS_KEY]))
         return MarkConfig(c.id_shift, c.id_mask, c.masq_mark, c.reject_mark)
     except (KeyError, ValueError):
         return None
+
+
+def programs_of(client: bpfman.BpfmanClient, node: str, netns: str | None) -> list[bpfman.Program]:
+    """The programs an agent for this node and namespace loaded."""
+    return client.list(match_metadata={OWNER_KEY: "blixt-agent", NODE_KEY: node, NETNS_KEY: netns or ""})
+
+
+def _unload(client: bpfman.BpfmanClient, prog: bpfman.Program) -> None:
+    for link in client.get(prog.id).links:
+        client.detach(link)
+    client.unload(prog.id)
+
+
+def remove(client: bpfman.BpfmanClient, node: str, netns: str | None, nft_table: str = "blixt") -> int:
+    """Undo what an agent for this node and namespace set up: detach and unload
+    its programs and delete its nft table (connections already translated
+    keep their conntrack entries). Returns how many programs were unloaded."""
+    progs = programs_of(client, node, netns)
+    for p in progs:
+        log.info("unloading blixt program %s (id %d)", p.name, p.id)
+        _unload(client, p)
+    NatTable(netns, MarkConfig(), name=nft_table).delete()
+    return len(progs)
 
 
 class Manager:
@@ -113,9 +136,7 @@ class Manager:
     # -- programs -----------------------------------------------------------
 
     def _ours(self) -> list[bpfman.Program]:
-        s = self.settings
-        match = {OWNER_KEY: "blixt-agent", NODE_KEY: s.node, NETNS_KEY: s.netns or ""}
-        return self.client.list(match_metadata=match)
+        return programs_of(self.client, self.settings.node, self.settings.netns)
 
     def ensure_loaded(self) -> None:
         """Adopt our loaded program if its configuration matches; otherwise
@@ -156,7 +177,7 @@ class Manager:
 
     def _predecessor_marks(self, old: list[bpfman.Program]) -> MarkConfig | None:
         for p in old:
-            marks = _marks_of(p)
+            marks = marks_of(p)
             if marks is not None:
                 return marks
         return None
@@ -202,9 +223,7 @@ class Manager:
                      s.netns or "(bpfman's)", link)
 
     def _unload(self, prog: bpfman.Program) -> None:
-        for link in self.client.get(prog.id).links:
-            self.client.detach(link)
-        self.client.unload(prog.id)
+        _unload(self.client, prog)
 
     def _open_maps(self) -> None:
         self._state = None
@@ -218,11 +237,9 @@ class Manager:
         for m in self.maps.values():
             m.close()
         self.maps = {}
-        for p in self._ours():
-            self._unload(p)
         self.programs = []
-        self.nft.delete()
         self._state = self._view = None
+        remove(self.client, self.settings.node, self.settings.netns, self.settings.nft_table)
 
     # -- state --------------------------------------------------------------
 
