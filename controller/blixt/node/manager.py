@@ -152,7 +152,7 @@ class Manager:
             self.programs = [keep]
             self.adopted = True
             self._open_maps()
-            log.info("adopted loaded program %s=%d", keep.name, keep.id)
+            log.info("adopted loaded programs %s=%d", keep.name, keep.id)
         else:
             self._load()
             predecessor = next((p for p in old if p.map_pin_path), None)
