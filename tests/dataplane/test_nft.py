@@ -223,6 +223,9 @@ def test_update_adds_replaces_and_removes_elements_in_one_transaction(lab):
     assert t.backends() == _endpoints({1: ("10.0.0.1", 80), 2: ("10.0.0.9", 80), 4: ("10.0.0.4", 1)})
     listing = t.dump()
     assert "10.0.0.3" not in listing and VIP not in listing  # frontends and vips went with the change
+    # The endpoints set follows the map element for element (INVALID drops).
+    assert re.search(r"set endpoints \{[^}]*elements = \{ [^}]*10\.0\.0\.9 \. 80", listing), listing
+    assert "10.0.0.2 . 80" not in listing
 
 
 def test_update_puts_tampered_rules_right_and_fails_without_the_table(lab):

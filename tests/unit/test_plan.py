@@ -170,7 +170,7 @@ def test_fresh_and_removed_service_ids_are_listed_for_sweeping():
     assert reused.fresh_ids == [1]  # id 1 again: the manager sweeps what it left
 
 
-def test_nft_view_knows_frontends_vips_and_endpoints():
+def test_nft_view_knows_frontends_and_vips():
     from blixt.dataplane.plan import NftView, nft_changes
     node = ipaddress.IPv4Address("192.0.2.1")
     dp = Dataplane.of([svc(b(1), b(2)), svc(b(1), port=53, proto="udp", addr=node),
@@ -182,8 +182,9 @@ def test_nft_view_knows_frontends_vips_and_endpoints():
     assert view.node_frontends == {(6, 30080)}
     assert view.vips == {vip}  # the node's own address is never refused wholesale
     assert view.node_addrs == {n}
-    assert view.endpoints == {(b1, 6, 8080), (b2, 6, 8080), (b1, 17, 8080)}
+    assert {ep for ep in view.backends.values()} == {(ipaddress.IPv4Address(a), 8080) for a in (b1, b2)}
     add, delete = nft_changes(NftView(), view)
     assert add.add["frontends"] == view.frontends and not any(delete.delete.values())
     add, delete = nft_changes(view, NftView())
-    assert delete.delete["vips"] == {vip} and delete.delete_backends and not add.put_backends
+    assert delete.delete["vips"] == {vip} and set(delete.delete_backends) == set(view.backends)
+    assert not add.put_backends

@@ -15,9 +15,8 @@ generation, then the service entry is flipped to it, then the old slots go.
 
 The nftables table holds what the NAT rules need to know besides the
 backends: which frontends blixt owns (only their decisions are acted on),
-which addresses are VIPs (anything else sent to them is refused), and which
-endpoints are backends (their INVALID packets are dropped). `NftView`
-derives all of it from the maps.
+and which addresses are VIPs (anything else sent to them is refused).
+`NftView` derives all of it from the maps.
 """
 
 from __future__ import annotations
@@ -278,45 +277,39 @@ def describe(keys: Iterable[ServiceKey]) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class NftView:
     """The nftables table's content, derived from the maps (see module doc).
-    Addresses are ints, protocols numbers, ports host order."""
+    Addresses are ints, protocols numbers, ports host order. Every backend
+    is also an endpoint whose INVALID packets are dropped: the table keeps
+    that set beside the map, element for element."""
 
     backends: Mapping[int, Endpoint] = dataclasses.field(default_factory=dict)  # id -> endpoint
     frontends: frozenset[tuple[int, int, int]] = frozenset()       # addr, proto, port
     node_frontends: frozenset[tuple[int, int]] = frozenset()       # proto, port on node addresses
     node_addrs: frozenset[int] = frozenset()
     vips: frozenset[int] = frozenset()          # frontend addresses that are not the node's
-    endpoints: frozenset[tuple[int, int, int]] = frozenset()       # backend addr, proto, port
 
-    SETS = ("frontends", "node_frontends", "node_addrs", "vips", "endpoints")
+    SETS = ("frontends", "node_frontends", "node_addrs", "vips")
 
     @classmethod
     def of(cls, cur: Current) -> "NftView":
         exact = [k for k in cur.services if k.addr]
-        proto_of = {v.id: k.proto for k, v in cur.services.items()}
-        endpoints = set()
-        for m in cur.members:
-            ep = cur.backends.get(m.backend_id)
-            if ep is not None and m.service_id in proto_of:
-                endpoints.add((int(ep[0]), proto_of[m.service_id], ep[1]))
         return cls(
             backends=dict(cur.backends),
             frontends=frozenset((k.addr, k.proto, k.port) for k in exact),
             node_frontends=frozenset((k.proto, k.port) for k in cur.services if not k.addr),
             node_addrs=frozenset(cur.local_addresses),
             vips=frozenset(k.addr for k in exact) - frozenset(cur.local_addresses),
-            endpoints=frozenset(endpoints),
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class NftChange:
-    """Elements to add and to delete, set by set; `backends` puts replace."""
+    """Elements to add and to delete, set by set. Backends are deleted before
+    they are put, so a put may replace an id's endpoint."""
 
     put_backends: Mapping[int, Endpoint]
-    delete_backends: tuple[int, ...]
+    delete_backends: Mapping[int, Endpoint]  # id -> the endpoint the table holds for it now
     add: Mapping[str, frozenset]
     delete: Mapping[str, frozenset]
-    replaces: frozenset[int] = frozenset()  # put ids the map holds with another endpoint
 
     @property
     def empty(self) -> bool:
@@ -329,9 +322,9 @@ def nft_changes(old: NftView, new: NftView) -> tuple[NftChange, NftChange]:
     frontend's decision must find its backend and its frontend entry), and
     deletions after (nothing marks for them any more)."""
     put = {bid: ep for bid, ep in new.backends.items() if old.backends.get(bid) != ep}
-    gone = tuple(bid for bid in old.backends if bid not in new.backends)
+    replaced = {bid: old.backends[bid] for bid in put if bid in old.backends}
+    gone = {bid: ep for bid, ep in old.backends.items() if bid not in new.backends}
     adds = {s: getattr(new, s) - getattr(old, s) for s in NftView.SETS}
     dels = {s: getattr(old, s) - getattr(new, s) for s in NftView.SETS}
     empty = {s: frozenset() for s in NftView.SETS}
-    replaces = frozenset(bid for bid in put if bid in old.backends)
-    return NftChange(put, (), adds, empty, replaces), NftChange({}, gone, empty, dels)
+    return NftChange(put, replaced, adds, empty), NftChange({}, gone, empty, dels)

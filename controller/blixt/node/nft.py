@@ -57,10 +57,13 @@ SETS = {
     "node_frontends": ("inet_proto . inet_service", lambda e: f"{_proto(e[0])} . {e[1]}"),
     "node_addrs": (_ADDR, lambda e: _ip(e)),
     "vips": (_ADDR, lambda e: _ip(e)),
-    "endpoints": (f"{_ADDR} . inet_proto . inet_service", lambda e: f"{_ip(e[0])} . {_proto(e[1])} . {e[2]}"),
 }
 MAP = "backends"
 MAP_TYPE = "type mark : ipv4_addr . inet_service"
+# Every backend's endpoint, element for element with MAP: INVALID packets
+# from one are dropped.
+ENDPOINTS = "endpoints"
+ENDPOINTS_TYPE = f"type {_ADDR} . inet_service"
 
 
 def _ip(value: int) -> str:
@@ -137,7 +140,7 @@ class NatTable:
             # backend; in prerouting, so an unrouted VIP still gets an answer.
             Chain("guard", (
                 f"ct state invalid {frontend} @frontends counter drop",
-                "ct state invalid ip saddr . meta l4proto . th sport @endpoints counter drop",
+                f"ct state invalid ip saddr . th sport @{ENDPOINTS} counter drop",
                 f"ct mark & {reject} != 0 meta l4proto tcp counter reject with tcp reset",
                 f"ct mark & {reject} != 0 meta l4proto udp counter reject with icmp type port-unreachable",
                 f"ip daddr @vips {frontend} != @frontends goto refuse",
@@ -191,11 +194,11 @@ class NatTable:
             self.validate(bid, ep)
         t = self._t
         lines = [f"add table {t}", f"delete table {t}", f"add table {t}",
-                 f"add map {t} {MAP} {{ {MAP_TYPE}; }}"]
+                 f"add map {t} {MAP} {{ {MAP_TYPE}; }}", f"add set {t} {ENDPOINTS} {{ {ENDPOINTS_TYPE}; }}"]
         lines += [f"add set {t} {name} {{ type {typ}; }}" for name, (typ, _) in SETS.items()]
         lines += [f"add chain {t} {c.name} {c.spec}".rstrip() for c in self.chains()]
         lines += self._chain_lines(declare=False)
-        lines += self._elements("add", MAP, [self._backend(b, ep) for b, ep in view.backends.items()])
+        lines += self._backend_elements("add", view.backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, getattr(view, name)))
         self._run(lines)
@@ -208,21 +211,25 @@ class NatTable:
             return
         for bid, ep in change.put_backends.items():
             self.validate(bid, ep)
-        mark = self.marks.backend_mark
         lines = [f"add table {self._t}", *self._chain_lines(declare=True)]
         # A map element's value cannot be overwritten: replace = delete + add.
-        dels = [f"0x{mark(b):08x}" for b in change.delete_backends]
-        dels += [f"0x{mark(b):08x}" for b in change.put_backends if b in change.replaces]
-        lines += self._elements("delete", MAP, dels)
+        lines += self._backend_elements("delete", change.delete_backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("delete", name, map(render, change.delete.get(name, ())))
-        lines += self._elements("add", MAP, [self._backend(b, ep) for b, ep in change.put_backends.items()])
+        lines += self._backend_elements("add", change.put_backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, change.add.get(name, ())))
         self._run(lines)
 
-    def _backend(self, bid: int, ep: Endpoint) -> str:
-        return f"0x{self.marks.backend_mark(bid):08x} : {ep[0]} . {ep[1]}"
+    def _backend_elements(self, verb: str, backends) -> list[str]:
+        """Map elements (id -> endpoint) and their twins in the endpoints set."""
+        mark = self.marks.backend_mark
+        if verb == "add":
+            keys = [f"0x{mark(b):08x} : {ep[0]} . {ep[1]}" for b, ep in backends.items()]
+        else:
+            keys = [f"0x{mark(b):08x}" for b in backends]
+        return (self._elements(verb, MAP, keys)
+                + self._elements(verb, ENDPOINTS, (f"{ep[0]} . {ep[1]}" for ep in backends.values())))
 
     def _elements(self, verb: str, name: str, items: Iterable[str]) -> list[str]:
         items = list(items)
