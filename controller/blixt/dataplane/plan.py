@@ -118,7 +118,7 @@ def after(current: Current, p: Plan) -> Current:
 
 def service_key(svc: Service) -> ServiceKey:
     addr = int(svc.address) if svc.address is not None else 0
-    return ServiceKey(addr, svc.port, PROTOCOLS[svc.protocol])
+    return _new(ServiceKey, (addr, svc.port, PROTOCOLS[svc.protocol]))
 
 
 class _Ids:
@@ -164,7 +164,6 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
     service_ids: dict[ServiceKey, int] = {}
     names: dict[int, str] = {}
     flushes: list[Flush] = []
-    seen: dict[Endpoint, tuple[int, int]] = {}  # endpoint -> (backend id, address as int)
 
     for svc in desired.services:
         key = service_key(svc)
@@ -175,13 +174,10 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         entries: list[SlotVal] = []
         for b in live:
             ep = b.endpoint
-            known = seen.get(ep)
-            if known is None:
-                known = seen[ep] = (backend_ids.get(ep), int(b.address))
-                endpoints_want[known[0]] = ep
-            bid, addr = known
+            bid = backend_ids.get(ep)
+            endpoints_want[bid] = ep
             # tuple.__new__: a Record without the Python-level __new__ (hot loop).
-            val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, addr))
+            val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address)))
             members_want[_new(MemberKey, (sid, bid))] = val
             entries.append(val)
         table = [entries[i] for i in slot_table([b.weight for b in live])]
@@ -198,7 +194,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         if not same_slots:
             for i, v in enumerate(table):
                 slots_put[_new(SlotKey, (sid, gen, i))] = v
-        val = ServiceVal(sid, gen, len(table), flags, svc.affinity_timeout, *key)
+        val = _new(ServiceVal, (sid, gen, len(table), flags, svc.affinity_timeout, *key))
         if old != val:
             services_put[key] = val
         # A UDP flow the kernel tracked before this frontend had a backend
@@ -212,7 +208,7 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
     live_gens = {(v.id, v.gen) for v in final.values()}
     services_delete = [k for k in cur_services if k not in wanted_keys]
     removed_ids = [cur_services[k].id for k in services_delete]
-    slots_delete = [k for k in current.slots if (k.service_id, k.gen) not in live_gens]
+    slots_delete = [k for k in current.slots if k[:2] not in live_gens]  # (service_id, gen)
 
     members_put = {k: v for k, v in members_want.items() if current.members.get(k) != v}
     members_delete = [k for k in current.members if k not in members_want]

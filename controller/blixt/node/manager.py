@@ -14,7 +14,9 @@ is the old program detached and unloaded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import logging
 import os
@@ -269,11 +271,12 @@ class Manager:
     def apply(self, desired: Dataplane) -> Plan:
         """Make the kernel hold `desired`. On a CapacityError nothing is written."""
         state = self._state if self._state is not None else self.refresh()
-        p = plan(desired, state, self.settings.marks)
-        if p.empty:
-            return p
-        target = after(state, p)
-        view = NftView.of(target)
+        with _gc_paused():
+            p = plan(desired, state, self.settings.marks)
+            if p.empty:
+                return p
+            target = after(state, p)
+            view = NftView.of(target)
         old_view = self._view if self._view is not None else NftView.of(state)
         additions, deletions = nft_changes(old_view, view)
         self._state = self._view = None  # unknown until every write below has gone through
@@ -328,6 +331,21 @@ class Manager:
                 total.new_flows += s.new_flows
             out[int.from_bytes(k, "little")] = total
         return out
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Planning allocates hundreds of thousands of tuples that form no cycles;
+    the cyclic collector walking the growing heap meanwhile finds nothing
+    (at 10k services x 10 backends, an unchanged apply took about 1.5 s with
+    it and 1.1 s without, tests/bench/README.md)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _put(m: bpf.PinnedMap, key_type, value_type, entries: dict) -> None:
