@@ -114,17 +114,16 @@ def test_a_backend_reaches_itself_through_the_vip(node):
 
 # 5. A UDP client that was there first.
 
-def test_a_udp_client_that_was_there_first_is_answered_once_programmed(node):
-    route_vips_back_to_the_client(node)
+def early_udp_client(node, sport: int, meanwhile) -> dict:
+    """A UDP socket sends to the VIP, `meanwhile(node)` programs the dataplane,
+    then the same socket tries again for up to a second."""
     client = node.topo.client.popen(
-        sys.executable, "-m", "harness.traffic", "udp-wait", VIP, str(PORT), "--sport", "45000",
+        sys.executable, "-m", "harness.traffic", "udp-wait", VIP, str(PORT), "--sport", str(sport),
         "--seconds", "1", cwd=str(paths.REPO / "tests"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
         assert client.stdout.readline().strip() == "sent"
-        early = node.topo.node.exec("conntrack", "-L", "-p", "udp", "--orig-dst", VIP, check=False).stdout
-        assert "sport=45000" in early, f"the early datagram left no conntrack entry: {early}"
-        node.manager.apply(Dataplane.of([service(node, proto="udp")]))
+        meanwhile(node)
         client.stdin.write("go\n")
         client.stdin.flush()
         out, err = client.communicate(timeout=30)
@@ -132,26 +131,26 @@ def test_a_udp_client_that_was_there_first_is_answered_once_programmed(node):
         client.kill()
     res = json.loads(out)
     assert res["answer"], f"no answer within 1 s on the same socket: {res} {err}"
+    return res
+
+
+def test_a_udp_client_that_was_there_first_is_answered_once_programmed(node):
+    route_vips_back_to_the_client(node)
+
+    def program(node):
+        early = node.topo.node.exec("conntrack", "-L", "-p", "udp", "--orig-dst", VIP, check=False).stdout
+        assert "sport=45000" in early, f"the early datagram left no conntrack entry: {early}"
+        node.manager.apply(Dataplane.of([service(node, proto="udp")]))
+
+    res = early_udp_client(node, 45000, program)
     assert res["answer"].split()[0] in {"pod0", "pod1", "pod2"}
 
 
 def test_a_udp_client_of_a_frontend_without_backends_is_answered_once_it_has_one(node):
     route_vips_back_to_the_client(node)
     node.manager.apply(Dataplane.of([service(node, (0, 0, 0), proto="udp")]))
-    client = node.topo.client.popen(
-        sys.executable, "-m", "harness.traffic", "udp-wait", VIP, str(PORT), "--sport", "45001",
-        "--seconds", "1", cwd=str(paths.REPO / "tests"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    try:
-        assert client.stdout.readline().strip() == "sent"
-        node.manager.apply(Dataplane.of([service(node, (1, 0, 0), proto="udp")]))
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        out, err = client.communicate(timeout=30)
-    finally:
-        client.kill()
-    res = json.loads(out)
-    assert res["answer"] and res["answer"].split()[0] == "pod0", f"{res} {err}"
+    res = early_udp_client(node, 45001, lambda n: n.manager.apply(Dataplane.of([service(n, (1, 0, 0), proto="udp")])))
+    assert res["answer"].split()[0] == "pod0", res
 
 
 # 7. INVALID packets of blixt's flows are dropped, not leaked un-NATed.

@@ -15,6 +15,7 @@ is the old program detached and unloaded.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import gc
 import hashlib
@@ -78,10 +79,14 @@ class Settings:
         return f"/var/run/netns/{self.netns}" if self.netns else None
 
     def fingerprint(self) -> str:
-        """What, if changed, needs a reload: config bytes, mode and attachments."""
+        """What, if changed, needs a reload: config bytes, mode, attachments,
+        and the map layouts this blixt writes (a program from a blixt with
+        other layouts is replaced, not adopted)."""
+        layouts = ",".join(f"{n}:{ctypes.sizeof(m.key)}:{ctypes.sizeof(m.value)}:{m.max_entries}:{m.flags}"
+                           for n, m in layout.MAPS.items())
         text = "|".join([
             bytes(self.marks.config()).hex(), self.mode, str(self.priority),
-            ",".join(a.iface for a in self.attachments),
+            ",".join(a.iface for a in self.attachments), layouts,
         ])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
