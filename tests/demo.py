@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import subprocess
 import sys
 import tempfile
 import threading
@@ -68,6 +69,12 @@ def demo(node, args) -> int:
     conntrack = node.topo.node.exec("conntrack", "-L", check=False).stdout
     say("conntrack in the node namespace (DNAT reply tuples)")
     for line in [l for l in conntrack.splitlines() if addr in l][:4]:
+        print(f"    {line}")
+    say(f"blixt dataplane show --node {node.name} --netns {node.topo.node.netns}")
+    shown = subprocess.run([sys.executable, "-m", "blixt", "dataplane", "show", "--node", node.name,
+                            "--netns", node.topo.node.netns, "--bpfman-socket", str(node.bpfman_socket)],
+                           capture_output=True, text=True)
+    for line in (shown.stdout or shown.stderr).splitlines():
         print(f"    {line}")
     if args.keep:
         say("running; press Ctrl-C to stop")
