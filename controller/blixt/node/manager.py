@@ -155,6 +155,8 @@ class Manager:
         current = [p for p in found if p.metadata.get(CONFIG_KEY) == s.fingerprint() and p.name == name]
         keep = current[0] if current else None
         old = [p for p in found if p is not keep]
+        # The newest program we replace: its maps and its nft layout carry over.
+        predecessor = max((p for p in old if p.map_pin_path), key=lambda p: p.id, default=None)
         if keep:
             self.programs = [keep]
             self.adopted = True
@@ -162,11 +164,11 @@ class Manager:
             log.info("adopted loaded programs %s=%d", keep.name, keep.id)
         else:
             self._load()
-            predecessor = next((p for p in old if p.map_pin_path), None)
             if predecessor is not None:
                 self._carry_over(predecessor)
             self._attach()
-        self.refresh(rebuild_nft=True, backends_marks=self._predecessor_marks(old) if not keep else None)
+        old_marks = marks_of(predecessor) if predecessor is not None and not keep else None
+        self.refresh(rebuild_nft=True, backends_marks=old_marks)
         for p in old:
             log.info("unloading superseded blixt program %s (id %d)", p.name, p.id)
             self._unload(p)
@@ -181,13 +183,6 @@ class Manager:
         self.adopted = False
         log.info("loaded programs %s from %s", ", ".join(f"{p.name}={p.id}" for p in self.programs), s.bytecode)
         self._open_maps()
-
-    def _predecessor_marks(self, old: list[bpfman.Program]) -> MarkConfig | None:
-        for p in old:
-            marks = marks_of(p)
-            if marks is not None:
-                return marks
-        return None
 
     def _carry_over(self, predecessor: bpfman.Program) -> None:
         """Fill the new program's maps from the one it replaces, before the new
