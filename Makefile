@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane bench-convergence clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ deps-kube: deps-apt ## kube-apiserver, kubectl and etcd from the Go module proxy
 
 deps-gateway-api: deps-apt ## Gateway API CRDs from the Go module proxy
 	@tests/deps/gateway-api.sh
+
+# Not part of `deps` (yet): kubelet, containerd, runc, ... for a real one-node cluster.
+deps-cluster: deps-apt deps-kube ## kubelet, containerd, runc, crictl, CNI, CoreDNS, echo-basic, upstream conformance binary (Go module proxy)
+	@tests/deps/cluster.sh
 
 venv: $(VENV)/.stamp ## Python virtual environment with blixt installed (editable)
 
@@ -63,6 +67,9 @@ test: deps ## run every test tier against the real components (root)
 
 unit: venv ## the unprivileged unit tests only
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-cluster-deps: deps-cluster venv ## check every binary deps-cluster built (tests/cluster_deps; deselected in `make test`)
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_deps $(PYTEST_ARGS)
 
 demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, netns pods; traffic through samples/ (root)
 	$(VPY) tests/demo.py $(DEMO_ARGS)

@@ -14,6 +14,8 @@ PACKAGES=(
   jq curl git
   # a mark-restoring neighbour in the dataplane tests (CONNMARK)
   iptables
+  # runc's seccomp support (cgo) in `make deps-cluster` (tests/deps/cluster.sh)
+  libseccomp-dev
 )
 
 missing=()

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The binaries of a one-node Kubernetes cluster (kubelet, controller-manager,
+# scheduler, kube-proxy, containerd, runc, crictl, CNI plugins, CoreDNS,
+# echo-basic) and the upstream Gateway API conformance test binary, all built
+# from the Go module proxy. `make deps-cluster`; not part of `make deps`.
+#
+# Layout: $BLIXT_CACHE/cluster-<kubernetes version>/{bin,cni/bin}, with the
+# stable link $BLIXT_CACHE/cluster. Each component has its own stamp under
+# .stamps/ recording its inputs (version, tags, ldflags, and the hash of the
+# wrapper module it is built from); a changed input rebuilds that component
+# only. `make deps-cluster` runs tests/deps/kube.sh first: the Kubernetes
+# binaries share its wrapper module (tests/cluster/kube), so with its Go cache
+# warm they take minutes instead of a cold Kubernetes build. kube.sh's stamp
+# hashes every tests/cluster/*/go.{mod,sum}, which is why the conformance
+# wrapper module lives in tests/conformance/upstream and the rest are built
+# with `go install module@version` instead of more wrappers there.
+source "$(dirname "$0")/lib.sh"
+
+KUBE_MOD=$REPO_ROOT/tests/cluster/kube
+CONF_MOD=$REPO_ROOT/tests/conformance/upstream
+
+KUBE_VERSION=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$KUBE_MOD/go.mod")
+GATEWAY_API_VERSION=$(awk '$1=="sigs.k8s.io/gateway-api/conformance" {print $2; exit}' "$CONF_MOD/go.mod")
+CONTAINERD_VERSION=v2.2.9
+RUNC_VERSION=v1.3.6
+CRI_TOOLS_VERSION=v1.34.0
+CNI_PLUGINS_VERSION=v1.8.0
+COREDNS_VERSION=v1.12.2
+
+DIR=$BLIXT_CACHE/cluster-$KUBE_VERSION
+BIN=$DIR/bin
+CNI_BIN=$DIR/cni/bin
+mkdir -p "$BIN" "$CNI_BIN" "$DIR/.stamps"
+
+files_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+
+# component NAME WANT OUTPUT... -- COMMAND...
+# Runs COMMAND unless NAME's stamp records WANT and every OUTPUT is an
+# executable; then records WANT. A failed build leaves no stamp.
+component() {
+  local name=$1 want=$2 outputs=() o start
+  shift 2
+  while [ "$1" != -- ]; do outputs+=("$1"); shift; done
+  shift
+  local stamp=$DIR/.stamps/$name ok=1
+  for o in "${outputs[@]}"; do [ -x "$o" ] || ok=0; done
+  if [ "$ok" = 1 ] && stamp_matches "$stamp" "$want"; then
+    log "cluster: $name cached"
+    return 0
+  fi
+  command -v go >/dev/null || { log "cluster: go not found (Go toolchain needed)"; exit 1; }
+  rm -f "$stamp"
+  log "cluster: building $name"
+  start=$(date +%s)
+  "$@"
+  for o in "${outputs[@]}"; do
+    [ -x "$o" ] || { log "cluster: $name: $o missing after the build"; exit 1; }
+  done
+  printf '%s\n' "$want" > "$stamp"
+  log "cluster: $name built in $(( $(date +%s) - start ))s"
+}
+
+# kubelet, kube-controller-manager, kube-scheduler, kube-proxy: the wrapper
+# module and ldflags of kube-apiserver (tests/deps/kube.sh), so that
+# --version reports the release and the Go cache is shared.
+minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
+kube_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+kube_node=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+build_kube_node() {
+  (cd "$KUBE_MOD" && go build -trimpath -ldflags "$kube_ldflags" -o "$BIN/" \
+    "${kube_node[@]/#/k8s.io/kubernetes/cmd/}")
+}
+component kube-node "kubernetes $KUBE_VERSION ldflags=$kube_ldflags mod=$(files_hash "$KUBE_MOD/go.mod" "$KUBE_MOD/go.sum")" \
+  "${kube_node[@]/#/$BIN/}" -- build_kube_node
+
+# `go install module@version` builds a module with its own go.mod and go.sum
+# (it refuses modules with replace directives, which these do not have).
+containerd_pkg=github.com/containerd/containerd/v2
+containerd_ldflags="-s -w -X $containerd_pkg/version.Version=$CONTAINERD_VERSION"
+containerd_tags=no_btrfs,urfave_cli_no_docs
+containerd_cmds=(containerd ctr containerd-shim-runc-v2)
+build_containerd() {
+  local c pkgs=()
+  for c in "${containerd_cmds[@]}"; do pkgs+=("$containerd_pkg/cmd/$c@$CONTAINERD_VERSION"); done
+  GOBIN=$BIN CGO_ENABLED=0 go install -trimpath -tags "$containerd_tags" -ldflags "$containerd_ldflags" "${pkgs[@]}"
+}
+component containerd "containerd $CONTAINERD_VERSION cgo=0 tags=$containerd_tags ldflags=$containerd_ldflags" \
+  "${containerd_cmds[@]/#/$BIN/}" -- build_containerd
+
+# runc with seccomp needs cgo and libseccomp-dev (tests/deps/apt.sh). Its
+# version comes from the VERSION file it embeds.
+runc_tags="seccomp urfave_cli_no_docs"
+build_runc() {
+  GOBIN=$BIN CGO_ENABLED=1 go install -trimpath -tags "$runc_tags" -ldflags "-s -w" \
+    "github.com/opencontainers/runc@$RUNC_VERSION"
+}
+component runc "runc $RUNC_VERSION cgo=1 tags=$runc_tags ldflags=-s -w" "$BIN/runc" -- build_runc
+
+crictl_ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
+build_crictl() {
+  GOBIN=$BIN CGO_ENABLED=0 go install -trimpath -ldflags "$crictl_ldflags" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+}
+component crictl "cri-tools $CRI_TOOLS_VERSION cgo=0 ldflags=$crictl_ldflags" "$BIN/crictl" -- build_crictl
+
+cni_pkg=github.com/containernetworking/plugins
+cni_ldflags="-s -w -X $cni_pkg/pkg/utils/buildversion.BuildVersion=$CNI_PLUGINS_VERSION"
+cni_plugins=(main/bridge ipam/host-local main/loopback meta/portmap)
+build_cni() {
+  local p pkgs=()
+  for p in "${cni_plugins[@]}"; do pkgs+=("$cni_pkg/plugins/$p@$CNI_PLUGINS_VERSION"); done
+  GOBIN=$CNI_BIN CGO_ENABLED=0 go install -trimpath -ldflags "$cni_ldflags" "${pkgs[@]}"
+}
+component cni-plugins "cni-plugins $CNI_PLUGINS_VERSION ${cni_plugins[*]} cgo=0 ldflags=$cni_ldflags" \
+  "$CNI_BIN/bridge" "$CNI_BIN/host-local" "$CNI_BIN/loopback" "$CNI_BIN/portmap" -- build_cni
+
+# CoreDNS's version is a constant in its source.
+build_coredns() {
+  GOBIN=$BIN CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+component coredns "coredns $COREDNS_VERSION cgo=0 ldflags=-s -w" "$BIN/coredns" -- build_coredns
+
+# echo-basic and the conformance test binary: the conformance module's go.mod
+# replaces sigs.k8s.io/gateway-api with ../, which `go install pkg@version`
+# refuses, so both come from the wrapper module tests/conformance/upstream.
+build_echo_basic() {
+  (cd "$CONF_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/echo-basic" \
+    sigs.k8s.io/gateway-api/conformance/echo-basic)
+}
+component echo-basic "echo-basic $GATEWAY_API_VERSION cgo=0 mod=$(files_hash "$CONF_MOD/go.mod" "$CONF_MOD/go.sum")" \
+  "$BIN/echo-basic" -- build_echo_basic
+
+build_conformance() {
+  (cd "$CONF_MOD" && CGO_ENABLED=0 go test -c -trimpath -ldflags "-s -w" -o "$BIN/gateway-api-conformance.test" .)
+}
+component conformance "gateway-api conformance $GATEWAY_API_VERSION cgo=0 src=$(files_hash "$CONF_MOD"/go.mod "$CONF_MOD"/go.sum "$CONF_MOD"/*.go)" \
+  "$BIN/gateway-api-conformance.test" -- build_conformance
+
+ln -sfn "$DIR" "$BLIXT_CACHE/cluster"
+log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION in $DIR"
