@@ -94,3 +94,11 @@ $(BUILD)/rrbench: tests/bench/rrbench.c
 
 clean: ## remove build outputs (not the cache in $(BLIXT_CACHE))
 	rm -rf $(BUILD)
+
+# Container images without a registry (not part of deps/test yet); BUILD.md "Images".
+.PHONY: images test-images
+images: deps-apt deps-bpfman ## blixt, bpfman, pause (and echo-basic, coredns once deps-cluster built them) as docker-archive tarballs in $(BLIXT_CACHE)/images (root)
+	@tests/deps/images.sh
+
+test-images: images venv ## check those tarballs: tags, config, entrypoints run from the unpacked images (root)
+	$(VPY) -m pytest tests/images $(PYTEST_ARGS)
