@@ -26,18 +26,25 @@ verify_enabled = false
 """
 
 
-def memlock_shim() -> pathlib.Path | None:
-    """The LD_PRELOAD shim, when this process cannot raise RLIMIT_MEMLOCK to
-    infinity (no CAP_SYS_RESOURCE and a finite hard limit) and bpfman would
-    refuse to work. None when the limit can be raised for real."""
+def memlock_is_capped() -> bool:
+    """Whether this process cannot raise RLIMIT_MEMLOCK to infinity (no
+    CAP_SYS_RESOURCE and a finite hard limit): bpfman 0.6.0 then refuses
+    every request unless the shim is preloaded."""
     soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
     if hard == resource.RLIM_INFINITY:
-        return None
+        return False
     try:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        return None
+        return False
     except (ValueError, OSError):
-        pass
+        return True
+
+
+def memlock_shim() -> pathlib.Path | None:
+    """The LD_PRELOAD shim where the limit is capped; None when it can be
+    raised for real."""
+    if not memlock_is_capped():
+        return None
     target = paths.BUILD / "memlock_shim.so"
     run(["make", "-s", "-C", str(paths.REPO), str(target.relative_to(paths.REPO))])
     return target

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import resource
 import shlex
 import shutil
 import signal
@@ -32,6 +31,7 @@ import tomllib
 import pytest
 
 from harness import paths
+from harness.bpfman import memlock_is_capped
 
 IMAGES = paths.CACHE / "images"
 VERSION = tomllib.loads((paths.REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -361,19 +361,6 @@ def test_bpfman_config_and_ca_certificates(unpacked):
     assert bundle.count("BEGIN CERTIFICATE") > 100
 
 
-def _needs_memlock_shim() -> bool:
-    """As tests/harness/bpfman.py: without CAP_SYS_RESOURCE and a finite hard
-    RLIMIT_MEMLOCK, bpfman 0.6.0 refuses requests unless the shim is preloaded."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
-    if hard == resource.RLIM_INFINITY:
-        return False
-    try:
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        return False
-    except (ValueError, OSError):
-        return True
-
-
 def test_bpfman_rpc_serves_requests_from_the_image(unpacked, tmp_path):
     """The image's entrypoint as a pod would run it (the socket directory
     shared with the host, as the bpfman-sock volume is), answering blixt's
@@ -383,7 +370,7 @@ def test_bpfman_rpc_serves_requests_from_the_image(unpacked, tmp_path):
     sock_dir = tmp_path / "sock"
     sock_dir.mkdir()
     env = {"RUST_LOG": "info"}
-    if _needs_memlock_shim():
+    if memlock_is_capped():
         env["LD_PRELOAD"] = "/usr/local/lib/blixt/memlock_shim.so"
     log_path = tmp_path / "bpfman-rpc.log"
     with open(log_path, "w") as log:
