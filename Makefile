@@ -102,3 +102,17 @@ images: deps-apt deps-bpfman ## blixt, bpfman, pause (and echo-basic, coredns on
 
 test-images: images venv ## check those tarballs: tags, config, entrypoints run from the unpacked images (root)
 	$(VPY) -m pytest tests/images $(PYTEST_ARGS)
+
+# A real one-node cluster (not part of deps/test): etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, containerd, kubelet, kube-proxy (nftables) and CoreDNS in a "node" netns,
+# a "client" netns beside it (tests/harness/node.py; /work/shared/CLUSTER.md).
+.PHONY: cluster cluster-down test-cluster
+CLUSTER_DIR ?= /run/blixt-cluster
+cluster: deps-cluster images ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
+	$(PYTHON) tests/harness/node.py up --workdir $(CLUSTER_DIR)
+
+cluster-down: ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls) (root)
+	$(PYTHON) tests/harness/node.py down --workdir $(CLUSTER_DIR)
+
+test-cluster: deps-cluster images venv ## the one-node cluster end to end (tests/cluster_node; deselected in `make test`) (root)
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node $(PYTEST_ARGS)
