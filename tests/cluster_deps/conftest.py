@@ -9,34 +9,12 @@ or a failure under CI=true, like every other component (harness.paths)."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 
-import pytest
+from harness.optin import OptIn
 
-HERE = pathlib.Path(__file__).resolve().parent
 REASON = ("`make deps-cluster` is not part of `make deps`/`make test`; "
           "run `make test-cluster-deps` (or set BLIXT_CLUSTER=1)")
-_deselected = pytest.StashKey[int]()
-
-
-def enabled() -> bool:
-    return os.environ.get("BLIXT_CLUSTER") == "1"
-
-
-def pytest_collection_modifyitems(config, items):
-    if enabled():
-        return
-    mine = [i for i in items if HERE in pathlib.Path(i.path).resolve().parents]
-    if not mine:
-        return
-    drop = set(map(id, mine))
-    items[:] = [i for i in items if id(i) not in drop]
-    config.hook.pytest_deselected(items=mine)
-    config.stash[_deselected] = len(mine)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    n = config.stash.get(_deselected, 0)
-    if n:
-        terminalreporter.write_line(f"tests/cluster_deps: {n} tests deselected: {REASON}")
+_opt = OptIn(pathlib.Path(__file__).parent, "tests/cluster_deps", REASON)
+pytest_collection_modifyitems = _opt.collection_modifyitems
+pytest_terminal_summary = _opt.terminal_summary

@@ -13,34 +13,15 @@ import pathlib
 
 import pytest
 
+from harness.optin import OptIn
+
 from harness.paths import component
 
-HERE = pathlib.Path(__file__).resolve().parent
 REASON = ("the one-node cluster needs `make deps-cluster images`, not part of `make deps`/`make test`; "
           "run `make test-cluster` (or set BLIXT_CLUSTER=1)")
-_deselected = pytest.StashKey[int]()
-
-
-def enabled() -> bool:
-    return os.environ.get("BLIXT_CLUSTER") == "1"
-
-
-def pytest_collection_modifyitems(config, items):
-    if enabled():
-        return
-    mine = [i for i in items if HERE in pathlib.Path(i.path).resolve().parents]
-    if not mine:
-        return
-    drop = set(map(id, mine))
-    items[:] = [i for i in items if id(i) not in drop]
-    config.hook.pytest_deselected(items=mine)
-    config.stash[_deselected] = len(mine)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    n = config.stash.get(_deselected, 0)
-    if n:
-        terminalreporter.write_line(f"tests/cluster_node: {n} tests deselected: {REASON}")
+_opt = OptIn(pathlib.Path(__file__).parent, "tests/cluster_node", REASON)
+pytest_collection_modifyitems = _opt.collection_modifyitems
+pytest_terminal_summary = _opt.terminal_summary
 
 
 @pytest.fixture(scope="session")
