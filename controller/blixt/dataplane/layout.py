@@ -66,10 +66,6 @@ def be32(addr: ipaddress.IPv4Address | str | int) -> int:
     return int.from_bytes(ipaddress.IPv4Address(addr).packed, sys.byteorder)
 
 
-def addr_of(raw: int) -> ipaddress.IPv4Address:
-    return ipaddress.IPv4Address(raw.to_bytes(4, sys.byteorder))
-
-
 _CODES = {c_u8: "B", c_u16: "H", c_u32: "I", c_u64: "Q"}
 
 

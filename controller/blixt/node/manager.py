@@ -138,7 +138,6 @@ class Manager:
         # What the kernel holds, read once and then kept in step with each
         # apply; refresh() reads it again (the agent does on resync).
         self._state: Current | None = None
-        self._view: NftView | None = None
 
     # -- programs -----------------------------------------------------------
 
@@ -168,10 +167,10 @@ class Manager:
                 self._carry_over(predecessor)
             self._attach()
         old_marks = marks_of(predecessor) if predecessor is not None and not keep else None
-        self.refresh(rebuild_nft=True, backends_marks=old_marks)
+        self.refresh(backends_marks=old_marks)
         for p in old:
             log.info("unloading superseded blixt program %s (id %d)", p.name, p.id)
-            self._unload(p)
+            _unload(self.client, p)
 
     def _load(self) -> None:
         s = self.settings
@@ -224,9 +223,6 @@ class Manager:
             log.info("attached %s to %s ingress in netns %s (link %d)", name, a.iface,
                      s.netns or "(bpfman's)", link)
 
-    def _unload(self, prog: bpfman.Program) -> None:
-        _unload(self.client, prog)
-
     def _open_maps(self) -> None:
         self._state = None
         for m in self.maps.values():
@@ -240,7 +236,7 @@ class Manager:
             m.close()
         self.maps = {}
         self.programs = []
-        self._state = self._view = None
+        self._state = None
         remove(self.client, self.settings.node, self.settings.netns, self.settings.nft_table)
 
     # -- state --------------------------------------------------------------
@@ -259,13 +255,11 @@ class Manager:
         cur.backends = reader.backends()
         return cur
 
-    def refresh(self, rebuild_nft: bool = True, backends_marks: MarkConfig | None = None) -> Current:
-        """Read the maps again and, by default, rewrite the nft table from them
-        in one transaction (a tampered or deleted table is put right)."""
+    def refresh(self, backends_marks: MarkConfig | None = None) -> Current:
+        """Read the maps again and rewrite the nft table from them in one
+        transaction (a tampered or deleted table is put right)."""
         self._state = self.current(backends_marks)
-        if rebuild_nft:
-            self._view = NftView.of(self._state)
-            self.nft.rebuild(self._view)
+        self.nft.rebuild(NftView.of(self._state))
         return self._state
 
     def apply(self, desired: Dataplane) -> Plan:
@@ -277,9 +271,8 @@ class Manager:
                 return p
             target = after(state, p)
             view = NftView.of(target)
-        old_view = self._view if self._view is not None else NftView.of(state)
-        additions, deletions = nft_changes(old_view, view)
-        self._state = self._view = None  # unknown until every write below has gone through
+        additions, deletions = nft_changes(NftView.of(state), view)
+        self._state = None  # unknown until every write below has gone through
         L = layout
         m = self.maps
         self._nft_update(additions, view)
@@ -294,7 +287,7 @@ class Manager:
         self._sweep(p.removed_ids)
         _delete(m["blixt_local_addrs"], map(L.LocalAddr.pack, p.local_delete))
         self._nft_update(deletions, view)
-        self._state, self._view = target, view
+        self._state = target
         conntrack.flush_udp(self.settings.netns, p.udp_flushes)
         log.info("dataplane applied: %s", p.summary())
         return p

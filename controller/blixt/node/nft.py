@@ -157,13 +157,15 @@ class NatTable:
             Chain("local", (f"ct mark & {field} != 0 {clear}",), "nat", "input", 100),
         )
 
-    def _chain_lines(self, declare: bool) -> list[str]:
+    def _chain_lines(self) -> list[str]:
+        """Declare and empty every chain, then fill them (rules may jump to a
+        chain declared after theirs)."""
+        chains = self.chains()
         lines = []
-        for c in self.chains():
-            if declare:
-                lines.append(f"add chain {self._t} {c.name} {c.spec}".rstrip())
-                lines.append(f"flush chain {self._t} {c.name}")
-        for c in self.chains():
+        for c in chains:
+            lines.append(f"add chain {self._t} {c.name} {c.spec}".rstrip())
+            lines.append(f"flush chain {self._t} {c.name}")
+        for c in chains:
             lines += [f"add rule {self._t} {c.name} {rule}" for rule in c.rules]
         return lines
 
@@ -196,8 +198,7 @@ class NatTable:
         lines = [f"add table {t}", f"delete table {t}", f"add table {t}",
                  f"add map {t} {MAP} {{ {MAP_TYPE}; }}", f"add set {t} {ENDPOINTS} {{ {ENDPOINTS_TYPE}; }}"]
         lines += [f"add set {t} {name} {{ type {typ}; }}" for name, (typ, _) in SETS.items()]
-        lines += [f"add chain {t} {c.name} {c.spec}".rstrip() for c in self.chains()]
-        lines += self._chain_lines(declare=False)
+        lines += self._chain_lines()
         lines += self._backend_elements("add", view.backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, getattr(view, name)))
@@ -211,7 +212,7 @@ class NatTable:
             return
         for bid, ep in change.put_backends.items():
             self.validate(bid, ep)
-        lines = [f"add table {self._t}", *self._chain_lines(declare=True)]
+        lines = [f"add table {self._t}", *self._chain_lines()]
         # A map element's value cannot be overwritten: replace = delete + add.
         lines += self._backend_elements("delete", change.delete_backends)
         for name, (_, render) in SETS.items():
