@@ -252,6 +252,7 @@ static __always_inline int pick(const struct blixt_service *svc, const struct pa
 		.service_id = svc->id,
 	};
 	int sticky = (svc->flags & BLIXT_SVC_AFFINITY) && pkt->new_conn;
+	int kept = 0;
 
 	if (sticky) {
 		struct blixt_affinity *aff = bpf_map_lookup_elem(&blixt_affinity, &ak);
@@ -265,18 +266,13 @@ static __always_inline int pick(const struct blixt_service *svc, const struct pa
 
 			/* Members carry current flags, so a backend that became
 			 * remote is masqueraded from now on. */
-			if (now - seen < (__u64)svc->affinity_timeout * 1000000000ull &&
-			    copy_slot(bpf_map_lookup_elem(&blixt_members, &mk), svc->id, out)) {
-				struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };
-
-				bpf_map_update_elem(&blixt_affinity, &ak, &fresh, BPF_ANY);
-				return 1;
-			}
+			kept = now - seen < (__u64)svc->affinity_timeout * 1000000000ull &&
+			       copy_slot(bpf_map_lookup_elem(&blixt_members, &mk), svc->id, out);
 		}
 	}
-	if (!copy_slot(bpf_map_lookup_elem(&blixt_slots, &sk), svc->id, out))
+	if (!kept && !copy_slot(bpf_map_lookup_elem(&blixt_slots, &sk), svc->id, out))
 		return 0;
-	if (sticky) {
+	if (sticky) {  /* refresh a kept entry, or start one */
 		struct blixt_affinity fresh = { .slot = *out, .last_seen_ns = now };
 
 		bpf_map_update_elem(&blixt_affinity, &ak, &fresh, BPF_ANY);
