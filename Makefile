@@ -108,11 +108,11 @@ test-images: images venv ## check those tarballs: tags, config, entrypoints run 
 # a "client" netns beside it (tests/harness/node.py; /work/shared/CLUSTER.md).
 .PHONY: cluster cluster-down test-cluster
 CLUSTER_DIR ?= /run/blixt-cluster
-cluster: deps-cluster images ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
+cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
 	$(PYTHON) tests/harness/node.py up --workdir $(CLUSTER_DIR)
 
 cluster-down: ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls) (root)
 	$(PYTHON) tests/harness/node.py down --workdir $(CLUSTER_DIR)
 
-test-cluster: deps-cluster images venv ## the one-node cluster end to end (tests/cluster_node; deselected in `make test`) (root)
+test-cluster: deps-cluster images bytecode venv ## the one-node cluster end to end (tests/cluster_node; deselected in `make test`) (root)
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """A real one-node Kubernetes cluster inside a "node" network namespace.
 
-    client 198.18.0.2 ──veth── 198.18.0.1 node ── cni0 198.18.128.1/24 ── pods
+    client 198.18.0.2 eth0 ──veth── eth0 198.18.0.1 node ── cni0 198.18.128.1/24 ── pods
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd and
 kubelet run in the node namespace (entered with `nsenter --net`, not
@@ -9,6 +9,13 @@ CNI bridge there. Everything made is recorded in <workdir>/state.json as it
 is made, so `teardown(workdir)` can remove it from another process
 (`make cluster-down`) as well as from the pytest fixture. See
 /work/shared/CLUSTER.md for the facts behind each step.
+
+The cluster is ready for `kubectl apply -k deploy/kustomize/overlays/bpfman`
+with the overlay's defaults: the Gateway API CRDs (standard channel) are
+installed, the node's uplink is named eth0 (the agent's default interface),
+and a TLS registry in the node namespace serves blixt's bytecode image at
+localhost:5443/blixt/bytecode:latest (the default bytecode image), its CA in
+the Secret bpfman/registry-ca that the overlay's bpfman trusts.
 
 CLI: python3 tests/harness/node.py up|down [--workdir DIR]
 """
@@ -30,11 +37,13 @@ if __package__ in (None, ""):  # run as a script
     from harness.kube import KUBECONFIG  # type: ignore
     from harness.pki import CA  # type: ignore
     from harness.proc import run, tail  # type: ignore
+    from harness.registry import CONFIG as REGISTRY_CONFIG  # type: ignore
 else:
     from . import paths
     from .kube import KUBECONFIG
     from .pki import CA
     from .proc import run, tail
+    from .registry import CONFIG as REGISTRY_CONFIG
 
 NODE_IP = "198.18.0.1"
 CLIENT_IP = "198.18.0.2"
@@ -44,6 +53,12 @@ SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
 API_PORT = 6443
 NODE_NAME = "blixt-node"
+UPLINK = "eth0"
+REGISTRY = "localhost:5443"
+BYTECODE_IMAGE = f"{REGISTRY}/blixt/bytecode:latest"
+# Host directories the overlay's bpfman and agent use (hostPath, DirectoryOrCreate).
+BPFMAN_HOST_DIRS = ("/run/bpfman-sock", "/var/lib/bpfman")
+BPFMAN_FS = pathlib.Path("/run/bpfman/fs")
 DEFAULT_WORKDIR = pathlib.Path("/run/blixt-cluster")
 SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
@@ -161,6 +176,7 @@ containerRuntimeEndpoint: unix://{sock}
 clusterDNS: [{dns}]
 clusterDomain: cluster.local
 resolvConf: {wd}/resolv.conf
+podLogsDir: {wd}/pod-logs
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: true}}
@@ -291,13 +307,19 @@ class NodeCluster:
             st.data["netns"].append(ns)
             st.save()
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        run(["ip", "-n", self.node_ns, "link", "add", "eth-client", "type", "veth",
+        # Both ends are eth0, each in its namespace: the node's is the agent's default --interface.
+        run(["ip", "-n", self.node_ns, "link", "add", UPLINK, "type", "veth",
              "peer", "name", "eth0", "netns", self.client_ns])
-        run(["ip", "-n", self.node_ns, "addr", "add", f"{NODE_IP}/30", "dev", "eth-client"])
+        run(["ip", "-n", self.node_ns, "addr", "add", f"{NODE_IP}/30", "dev", UPLINK])
         run(["ip", "-n", self.client_ns, "addr", "add", f"{CLIENT_IP}/30", "dev", "eth0"])
-        run(["ip", "-n", self.node_ns, "link", "set", "eth-client", "up"])
+        run(["ip", "-n", self.node_ns, "link", "set", UPLINK, "up"])
         run(["ip", "-n", self.client_ns, "link", "set", "eth0", "up"])
         run(["ip", "-n", self.client_ns, "route", "add", "default", "via", NODE_IP])
+        # The node's default route is its uplink, as on a real node: host
+        # processes (blixt's agent) dial ClusterIPs, which kube-proxy DNATs only
+        # after a route was found. The client does not forward, so nothing
+        # goes further.
+        run(["ip", "-n", self.node_ns, "route", "add", "default", "via", CLIENT_IP])
         self.node_exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
 
         # PKI.
@@ -345,6 +367,7 @@ class NodeCluster:
             f"--kubelet-client-certificate={apiserver_kubelet.cert}",
             f"--kubelet-client-key={apiserver_kubelet.key}",
             f"--kubelet-certificate-authority={ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--allow-privileged=true", "--profiling=false"])
         self._wait("kube-apiserver", lambda: self.kubectl("get", "--raw=/readyz", check=False).returncode == 0,
                    120, "kube-apiserver /readyz")
@@ -408,6 +431,36 @@ class NodeCluster:
         self._wait("kube-proxy", lambda: self.kubectl(
             "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=5s",
             check=False).returncode == 0, 180, "CoreDNS Deployment available")
+        self._prepare_for_blixt(ca)
+
+    def _prepare_for_blixt(self, ca: CA) -> None:
+        """What the bpfman overlay expects of a cluster: the CRDs, and the
+        bytecode image in a TLS registry the node's bpfman can reach."""
+        wd, st = self.workdir, self.state
+        crds = paths.require_file(paths.GATEWAY_API_CRDS / "standard", "Gateway API CRDs (make deps)")
+        for f in sorted(crds.glob("*.yaml")):
+            self.kubectl("apply", "--server-side", "-f", f)
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+        # bpfman's host state: note what exists, so teardown removes only what the cluster made.
+        st.data["host_dirs_before"] = {d: os.path.exists(d) for d in (*BPFMAN_HOST_DIRS, "/run/bpfman")}
+        st.data["bpffs_before"] = bool(_mounts_under(BPFMAN_FS))
+        st.save()
+
+        registry = paths.require_tool("docker-registry", "the OCI registry (Debian package docker-registry)")
+        pair = ca.issue("registry", "localhost", sans=("localhost", "127.0.0.1"))
+        (wd / "registry.yml").write_text(REGISTRY_CONFIG.format(
+            root=wd / "registry", port=REGISTRY.split(":")[1], cert=pair.cert, key=pair.key))
+        self._spawn("registry", [registry, "serve", wd / "registry.yml"])
+        self._wait("registry", lambda: self.node_exec(
+            "curl", "-sf", "--cacert", ca.cert, f"https://{REGISTRY}/v2/", check=False).returncode == 0,
+            30, f"registry on {REGISTRY}")
+        obj = paths.require_file(paths.BYTECODE_OBJECT, "blixt's bytecode (make bytecode)")
+        venv = paths.require_file(paths.REPO / ".venv" / "bin" / "python", "the venv (make venv)")
+        self.node_exec(venv, "-m", "blixt.bytecode_image", "--object", obj, "--push", BYTECODE_IMAGE,
+                       "--ca-file", ca.cert, timeout=120)
+        self.kubectl("create", "namespace", "bpfman", "--save-config")
+        self.kubectl("-n", "bpfman", "create", "secret", "generic", "registry-ca", f"--from-file=ca.crt={ca.cert}")
 
     def node_ready(self) -> bool:
         res = self.kubectl("get", "node", NODE_NAME, "-o",
@@ -504,6 +557,14 @@ def teardown(workdir: pathlib.Path = DEFAULT_WORKDIR) -> list[str]:
             subprocess.run(["umount", "-l", mp], capture_output=True)
     for mp in _mounts_under(workdir):
         problems.append(f"mount {mp} left")
+    # bpfman's bpffs and host directories, where the cluster's bpfman made them.
+    if d.get("bpffs_before") is False:
+        for mp in sorted(_mounts_under(BPFMAN_FS), key=len, reverse=True):
+            if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
+                problems.append(f"mount {mp} left")
+    for path, existed in d.get("host_dirs_before", {}).items():
+        if not existed and os.path.isdir(path) and not _mounts_under(pathlib.Path(path)):
+            shutil.rmtree(path, ignore_errors=True)
     for ns in reversed(d["netns"]):
         res = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True)
         if res.returncode != 0 and pathlib.Path(f"/run/netns/{ns}").exists():
