@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance bench bench-dataplane bench-convergence clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-scenarios bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -74,7 +74,10 @@ test-cluster-deps: deps-cluster venv ## check every binary deps-cluster built (t
 demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, netns pods; traffic through samples/ (root)
 	$(VPY) tests/demo.py $(DEMO_ARGS)
 
-conformance: deps ## blixt's L4 conformance scenarios (tests/conformance), as a pass/fail table (root)
+conformance: ## the upstream Gateway API v1.6.1 suite (GATEWAY-TCP, GATEWAY-UDP) on `make cluster` with blixt deployed; build/conformance-report.yaml and a table (root)
+	$(VPY) tests/conformance/upstream.py --workdir $(CLUSTER_DIR) --report $(BUILD)/conformance-report.yaml $(if $(RUN_TEST),--run-test $(RUN_TEST))
+
+conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no kubelet), as a pass/fail table (root)
 	@mkdir -p $(BUILD)
 	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
 	$(VPY) tests/conformance/report.py $(BUILD)/conformance.xml
