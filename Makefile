@@ -74,7 +74,7 @@ test-cluster-deps: deps-cluster venv ## check every binary deps-cluster built (t
 demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, netns pods; traffic through samples/ (root)
 	$(VPY) tests/demo.py $(DEMO_ARGS)
 
-conformance: ## the upstream Gateway API v1.6.1 suite (GATEWAY-TCP, GATEWAY-UDP) on `make cluster` with blixt deployed; build/conformance-report.yaml and a table (root)
+conformance: venv ## the upstream Gateway API v1.6.1 suite (GATEWAY-TCP, GATEWAY-UDP) on `make cluster` with blixt deployed; build/conformance-report.yaml and a table (root)
 	$(VPY) tests/conformance/upstream.py --workdir $(CLUSTER_DIR) --report $(BUILD)/conformance-report.yaml $(if $(RUN_TEST),--run-test $(RUN_TEST))
 
 conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no kubelet), as a pass/fail table (root)

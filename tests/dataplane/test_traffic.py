@@ -152,6 +152,29 @@ def test_restart_adopts_programs_and_rewrites_nothing(node, bpfman):
     assert not res["errors"]
 
 
+def test_restart_after_the_uplink_was_made_again_attaches_again(node, bpfman):
+    """A restarted agent adopts the loaded program only where its TCX link is
+    live: deleting the interface leaves bpfman listing a link whose kernel
+    link is defunct (no device), and the new interface of the same name would
+    get no classification at all."""
+    from blixt.node import bpf
+    from blixt.node.manager import Manager, ifindex
+    node.manager.apply(Dataplane.of([service(node)]))
+    topo = node.topo
+    prog = node.manager.programs[0]
+    topo.node.exec("ip", "link", "del", "eth-client")  # takes the client's eth0 with it
+    topo._link(topo.node.netns, "eth-client", "198.18.0.1", topo.client.netns, "eth0", "198.18.0.2")
+    topo.client.exec("ip", "route", "add", "default", "via", topo.node.address)
+    topo.client.exec("ip", "route", "add", "198.18.100.0/24", "via", topo.node.address)
+    assert ifindex("eth-client", topo.node.netns) not in bpf.tcx_ingress_ifindexes(prog.id)
+    again = Manager(bpfman, node.manager.settings)
+    again.ensure_loaded()
+    assert again.adopted and [p.id for p in again.programs] == [prog.id]
+    assert ifindex("eth-client", topo.node.netns) in bpf.tcx_ingress_ifindexes(prog.id)
+    res = node.client("tcp", VIP, PORT, "--count", 10, "--sport-base", 25500)
+    assert not res["errors"] and len(who(res["answers"])) == 3
+
+
 def test_udp_flows_follow_a_removed_backend_and_a_removed_service(node):
     """UDP conntrack entries keep their DNAT binding while packets flow; the
     manager flushes those of removed backends and services, as kube-proxy does."""

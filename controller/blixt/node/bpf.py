@@ -54,6 +54,20 @@ class _MapInfo(ctypes.Structure):
     ]
 
 
+class _LinkInfo(ctypes.Structure):
+    # struct bpf_link_info: type, id, prog_id, then a union aligned to 8
+    # bytes whose tcx member is {ifindex, attach_type}; room for the rest.
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("prog_id", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32), ("ifindex", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+        ("_rest", ctypes.c_uint8 * 64),
+    ]
+
+
+BPF_LINK_TYPE_TCX = 11
+BPF_TCX_INGRESS = 46
+
+
 class _BatchOpts(ctypes.Structure):
     # struct bpf_map_batch_opts; libbpf rejects an opts whose sz it does not know.
     _fields_ = [("sz", ctypes.c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64)]
@@ -71,6 +85,8 @@ _SIGNATURES = {
     "bpf_map_update_batch": ([ctypes.c_int, _P, _P, _U32P, ctypes.POINTER(_BatchOpts)], ctypes.c_int),
     "bpf_map_delete_batch": ([ctypes.c_int, _P, _U32P, ctypes.POINTER(_BatchOpts)], ctypes.c_int),
     "libbpf_num_possible_cpus": ([], ctypes.c_int),
+    "bpf_link_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
+    "bpf_link_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
 }
 _lib = None
 
@@ -119,6 +135,34 @@ def obj_get(path: str | os.PathLike) -> int:
     """A new fd for a pinned object (map or program); the caller closes it."""
     path = os.fspath(path)
     return _check("bpf_obj_get", "obj get", path, path.encode())
+
+
+def tcx_ingress_ifindexes(prog_id: int) -> list[int]:
+    """The ifindex of every TCX ingress link in the kernel that runs program
+    prog_id; 0 for a link whose device is gone (its namespace was deleted,
+    say), which bpfman still lists as attached."""
+    out: list[int] = []
+    link_id = ctypes.c_uint32(0)
+    while True:
+        _, err = _call("bpf_link_get_next_id", link_id.value, ctypes.byref(link_id))
+        if err == _errno.ENOENT:
+            return out
+        if err:
+            raise BpfError("link get next id", f"link {link_id.value}", err)
+        fd, err = _call("bpf_link_get_fd_by_id", link_id.value)
+        if err == _errno.ENOENT:  # gone since we listed it
+            continue
+        if err:
+            raise BpfError("link get fd by id", f"link {link_id.value}", err)
+        try:
+            info = _LinkInfo()
+            size = ctypes.c_uint32(ctypes.sizeof(info))
+            _check("bpf_obj_get_info_by_fd", "link info", f"link {link_id.value}", fd,
+                   ctypes.byref(info), ctypes.byref(size))
+        finally:
+            os.close(fd)
+        if (info.type, info.prog_id, info.attach_type) == (BPF_LINK_TYPE_TCX, prog_id, BPF_TCX_INGRESS):
+            out.append(info.ifindex)
 
 
 # -- maps ---------------------------------------------------------------------

@@ -19,8 +19,11 @@ import ctypes
 import dataclasses
 import gc
 import hashlib
+import json
 import logging
 import os
+import socket
+import subprocess
 from typing import Iterable
 
 from blixt.bpfman import client as bpfman
@@ -109,6 +112,17 @@ def programs_of(client: bpfman.BpfmanClient, node: str, netns: str | None) -> li
     return client.list(match_metadata={OWNER_KEY: "blixt-agent", NODE_KEY: node, NETNS_KEY: netns or ""})
 
 
+def ifindex(iface: str, netns: str | None) -> int | None:
+    """The interface's index in the namespace (None: there is no such interface)."""
+    if netns is None:
+        try:
+            return socket.if_nametoindex(iface)
+        except OSError:
+            return None
+    res = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", iface], capture_output=True, text=True)
+    return json.loads(res.stdout)[0]["ifindex"] if res.returncode == 0 and res.stdout.strip() else None
+
+
 def _unload(client: bpfman.BpfmanClient, prog: bpfman.Program) -> None:
     for link in client.get(prog.id).links:
         client.detach(link)
@@ -161,6 +175,14 @@ class Manager:
             self.adopted = True
             self._open_maps()
             log.info("adopted loaded programs %s=%d", keep.name, keep.id)
+            gone = self._unattached(keep)
+            if gone:
+                # bpfman still lists the links, but the kernel's are defunct.
+                log.warning("program %d is no longer attached to %s here (recreated since bpfman attached "
+                            "it?); attaching it again", keep.id, ", ".join(gone))
+                for link in self.client.get(keep.id).links:
+                    self.client.detach(link)
+                self._attach()
         else:
             self._load()
             if predecessor is not None:
@@ -171,6 +193,16 @@ class Manager:
         for p in old:
             log.info("unloading superseded blixt program %s (id %d)", p.name, p.id)
             _unload(self.client, p)
+
+    def _unattached(self, prog: bpfman.Program) -> list[str]:
+        """The interfaces where the kernel has no live TCX link running prog:
+        the interface, or its namespace, was made again since the attach.
+        (Legacy TC links belong to bpfman's dispatcher: not checked.)"""
+        s = self.settings
+        if s.mode != "tcx":
+            return []
+        live = set(bpf.tcx_ingress_ifindexes(prog.id))
+        return [a.iface for a in s.attachments if ifindex(a.iface, s.netns) not in live]
 
     def _load(self) -> None:
         s = self.settings
