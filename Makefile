@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-deps: deps-apt deps-bpfman deps-kube deps-gateway-api venv ## install every tool the tests and demo need (root; cached)
+deps: deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster images venv ## install every tool the tests and demo need (root; cached)
 
 deps-apt: ## Debian packages (clang, libbpf, nftables, docker-registry, ...)
 	@tests/deps/apt.sh
@@ -31,7 +31,7 @@ deps-kube: deps-apt ## kube-apiserver, kubectl and etcd from the Go module proxy
 deps-gateway-api: deps-apt ## Gateway API CRDs from the Go module proxy
 	@tests/deps/gateway-api.sh
 
-# Not part of `deps` (yet): kubelet, containerd, runc, ... for a real one-node cluster.
+# kubelet, containerd, runc, ... for a real one-node cluster.
 deps-cluster: deps-apt deps-kube ## kubelet, containerd, runc, crictl, CNI, CoreDNS, echo-basic, upstream conformance binary (Go module proxy)
 	@tests/deps/cluster.sh
 
@@ -62,8 +62,13 @@ $(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c
 	@mkdir -p $(BUILD)
 	gcc -shared -fPIC -O2 -Wall -Werror -o $@ $< -ldl
 
-test: deps ## run every test tier against the real components (root)
-	$(VPY) -m pytest $(PYTEST_ARGS)
+# Two pytest sessions: the cluster tiers' bpfman must not meet the bpfman-rpc
+# the other tiers keep for their whole session (tests/harness/optin.py).
+CLUSTER_TIERS := tests/cluster_deps tests/images tests/cluster_node tests/cluster
+test: deps bytecode ## run every test tier against the real components, then the cluster tiers (root)
+	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	BLIXT_CLUSTER=1 $(VPY) -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) || rc=$$?; \
+	exit $$rc
 
 unit: venv ## the unprivileged unit tests only
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -100,7 +105,7 @@ clean: ## remove build outputs (not the cache in $(BLIXT_CACHE))
 
 # Container images without a registry (not part of deps/test yet); BUILD.md "Images".
 .PHONY: images test-images
-images: deps-apt deps-bpfman ## blixt, bpfman, pause (and echo-basic, coredns once deps-cluster built them) as docker-archive tarballs in $(BLIXT_CACHE)/images (root)
+images: deps-apt deps-bpfman deps-cluster ## blixt, bpfman, pause, echo-basic, coredns as docker-archive tarballs in $(BLIXT_CACHE)/images (root)
 	@tests/deps/images.sh
 
 test-images: images venv ## check those tarballs: tags, config, entrypoints run from the unpacked images (root)
@@ -112,10 +117,10 @@ test-images: images venv ## check those tarballs: tags, config, entrypoints run 
 .PHONY: cluster cluster-down test-cluster
 CLUSTER_DIR ?= /run/blixt-cluster
 cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
-	$(PYTHON) tests/harness/node.py up --workdir $(CLUSTER_DIR)
+	$(VPY) tests/harness/node.py up --workdir $(CLUSTER_DIR)
 
-cluster-down: ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls) (root)
-	$(PYTHON) tests/harness/node.py down --workdir $(CLUSTER_DIR)
+cluster-down: venv ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls) (root)
+	$(VPY) tests/harness/node.py down --workdir $(CLUSTER_DIR)
 
 test-cluster: deps-cluster images bytecode venv ## the one-node cluster end to end (tests/cluster_node; deselected in `make test`) (root)
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node $(PYTEST_ARGS)

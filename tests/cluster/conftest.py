@@ -17,13 +17,11 @@ import pathlib
 import pytest
 
 from harness import paths
-from harness.optin import OptIn
+from harness.optin import REASON, OptIn
 from harness.paths import component
 
 HERE = pathlib.Path(__file__).parent
 OVERLAY = paths.REPO / "deploy" / "kustomize" / "overlays" / "bpfman"
-REASON = ("the cluster tier runs in `make test`'s second pytest session (BLIXT_CLUSTER=1): "
-          "its bpfman must not meet the first session's")
 _opt = OptIn(HERE, "tests/cluster", REASON)
 pytest_collection_modifyitems = _opt.collection_modifyitems
 pytest_terminal_summary = _opt.terminal_summary

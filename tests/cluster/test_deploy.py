@@ -80,7 +80,8 @@ RBAC = [
                          ids=[f"{w.rsplit(':', 1)[1]}-{v}-{r.split('.')[0]}{'/status' if '/status' in r else ''}"
                               f"-{n or 'all'}" for w, v, r, n, _ in RBAC])
 def test_rbac_is_least_privilege(deployed, who, verb, resource, ns, allowed):
-    args = ["auth", "can-i", verb, resource, f"--as={who}"]
+    resource, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={who}", *([f"--subresource={sub}"] if sub else [])]
     args += [f"--namespace={ns}"] if ns else ["--all-namespaces"]
     res = deployed.cluster.kubectl(*args, check=False)
     answer = res.stdout.strip()

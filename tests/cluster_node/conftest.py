@@ -2,9 +2,8 @@
 kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet,
 kube-proxy and CoreDNS in a "node" network namespace.
 
-It needs `make deps-cluster` and `make images`, which are not part of
-`make deps`, so, like tests/cluster_deps, these tests are deselected unless
-BLIXT_CLUSTER=1 (`make test-cluster` sets it), and the run says so."""
+They run in `make test`'s second pytest session, with tests/cluster
+(harness.optin), and alone in `make test-cluster`."""
 
 from __future__ import annotations
 
@@ -13,12 +12,10 @@ import pathlib
 
 import pytest
 
-from harness.optin import OptIn
+from harness.optin import REASON, OptIn
 
 from harness.paths import component
 
-REASON = ("the one-node cluster needs `make deps-cluster images`, not part of `make deps`/`make test`; "
-          "run `make test-cluster` (or set BLIXT_CLUSTER=1)")
 _opt = OptIn(pathlib.Path(__file__).parent, "tests/cluster_node", REASON)
 pytest_collection_modifyitems = _opt.collection_modifyitems
 pytest_terminal_summary = _opt.terminal_summary

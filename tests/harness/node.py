@@ -557,6 +557,16 @@ def teardown(workdir: pathlib.Path = DEFAULT_WORKDIR) -> list[str]:
             subprocess.run(["umount", "-l", mp], capture_output=True)
     for mp in _mounts_under(workdir):
         problems.append(f"mount {mp} left")
+    # Programs the cluster's bpfman loaded stay loaded (pinned) after it is
+    # killed, their links defunct with the node namespace gone: unload them
+    # with a bpfman-rpc of our own, which does that for blixt's at start.
+    if "host_dirs_before" in d:
+        try:
+            from harness.bpfman import BpfmanServer
+            server = BpfmanServer(workdir / "bpfman-cleanup")
+            server.stop()
+        except Exception as e:  # noqa: BLE001 - report, do not stop the teardown
+            problems.append(f"blixt programs may be left loaded in bpfman (/run/bpfman): {e}")
     # bpfman's bpffs and host directories, where the cluster's bpfman made them.
     if d.get("bpffs_before") is False:
         for mp in sorted(_mounts_under(BPFMAN_FS), key=len, reverse=True):

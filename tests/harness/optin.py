@@ -1,11 +1,12 @@
-"""Test directories that `make test` must not run yet, deselected in the open.
+"""The cluster test directories, deselected in the open from a plain pytest run.
 
-Their components are built by targets outside `make deps` (deps-cluster,
-images), so under CI=true they would fail for want of them, and an ordinary
-skip would hide them. Unless BLIXT_CLUSTER=1 is set, their tests are
-deselected and the run's summary says so and why; with it set, they run, and
-a missing component is a skip, or a failure under CI=true, like any other
-(harness.paths)."""
+tests/cluster_deps, tests/cluster_node and tests/cluster run a real cluster
+whose bpfman shares the machine's bpfman state (/run/bpfman) with the
+bpfman-rpc the other tiers start for their whole session, so they cannot run
+in that session. `make test` runs them in a second pytest session with
+BLIXT_CLUSTER=1. Without it their tests are deselected and the run's summary
+says so and why; with it they run, and a missing component is a skip, or a
+failure under CI=true, like any other (harness.paths)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ import pytest
 
 def enabled() -> bool:
     return os.environ.get("BLIXT_CLUSTER") == "1"
+
+
+REASON = ("they run in `make test`'s second pytest session (BLIXT_CLUSTER=1): the cluster's bpfman "
+          "must not meet this session's bpfman-rpc")
 
 
 class OptIn:
