@@ -197,7 +197,7 @@ def test_controller_deployment(render):
     spec = dep["spec"]["template"]["spec"]
     assert dep["spec"]["replicas"] == 2
     c = container(dep, "controller")
-    assert c["image"] == "blixt:latest"
+    assert c["image"] == "blixt:0.1.0"
     args = parse_cli(expanded_argv(docs, dep, c))
     assert args.command == "controller"
     assert args.lease_namespace == NS
@@ -232,7 +232,7 @@ def test_agent_daemonset(render):
     assert spec["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert {"operator": "Exists"} in spec["tolerations"]
     c = container(ds, "agent")
-    assert c["image"] == "blixt:latest"
+    assert c["image"] == "blixt:0.1.0"
     assert c["securityContext"]["privileged"] is True
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
     raw = c["args"]
@@ -394,8 +394,18 @@ def test_controller_meets_the_restricted_pod_security_level(kube, render, scratc
 
 # -- overlays --------------------------------------------------------------
 
+def _bpfman_objects(docs: list[dict]) -> list[dict]:
+    return [d for d in docs if d["metadata"].get("namespace") == "bpfman"
+            or (d["kind"] == "Namespace" and d["metadata"]["name"] == "bpfman")]
+
+
 def test_bpfman_overlay_is_the_base_plus_the_wait_for_bpfman(render):
+    """Besides the bpfman DaemonSet (and its namespace), the overlay is the
+    base with one init container in the agent's pods."""
     base, overlay = render(BASE), render(BPFMAN)
+    assert sorted(ident(d) for d in _bpfman_objects(overlay)) == [
+        ("DaemonSet", "bpfman", "bpfman"), ("Namespace", None, "bpfman")]
+    overlay = [d for d in overlay if d not in _bpfman_objects(overlay)]
     assert [ident(d) for d in overlay] == [ident(d) for d in base]
     for b, o in zip(base, overlay):
         if b["kind"] != "DaemonSet":
@@ -411,6 +421,53 @@ def test_bpfman_overlay_is_the_base_plus_the_wait_for_bpfman(render):
     assert env["BPFMAN_SOCKET"] == agent.bpfman_socket
     assert [m["mountPath"] for m in init["volumeMounts"]] == [os.path.dirname(agent.bpfman_socket)]
     assert init["image"] == container(ds, "agent")["image"]
+
+
+def test_the_bpfman_daemonset_serves_what_the_agent_uses(render):
+    """bpfman-rpc's socket is where the agent dials, its /run/bpfman (the
+    bpffs the agent opens maps in) reaches the host (Bidirectional), it runs
+    the image `make images` builds, and it trusts the optional registry CA."""
+    docs = render(BPFMAN)
+    agent_ds = one(docs, "DaemonSet", "blixt-agent")
+    agent = parse_cli(expanded_argv(docs, agent_ds, container(agent_ds, "agent")))
+    ds = one(docs, "DaemonSet", "bpfman")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True
+    c = container(ds, "bpfman")
+    assert c["image"] == "bpfman:0.6.0"
+    assert f"--socket-path={agent.bpfman_socket}" in c["args"] and "--timeout=0" in c["args"]
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    sock_dir = os.path.dirname(agent.bpfman_socket)
+    assert volumes[mounts[sock_dir]["name"]]["hostPath"]["path"] == sock_dir
+    assert mounts["/run/bpfman"]["mountPropagation"] == "Bidirectional"
+    assert volumes[mounts["/run/bpfman"]["name"]]["hostPath"]["path"] == "/run/bpfman"
+    agent_fs = {m["mountPath"] for m in container(agent_ds, "agent")["volumeMounts"]}
+    assert "/run/bpfman/fs" in agent_fs
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["SSL_CERT_FILE"] == "/ca/ca-certificates.crt"
+    assert volumes["registry-ca"]["secret"] == {"secretName": "registry-ca", "optional": True}
+    init = container(ds, "ca-bundle", init=True)
+    assert init["image"] == container(agent_ds, "agent")["image"]
+
+
+def test_the_ca_bundle_is_debians_plus_the_registry_ca(render, tmp_path):
+    """The bpfman pod's init program, run here with its paths moved: the
+    system bundle, then each file of the Secret; no Secret, no extra."""
+    init = container(one(render(BPFMAN), "DaemonSet", "bpfman"), "ca-bundle", init=True)
+    script = init["command"][2]
+    system = tmp_path / "system.crt"
+    system.write_text("SYSTEM\n")
+    ca, extra = tmp_path / "ca", tmp_path / "registry-ca"
+    ca.mkdir()
+    extra.mkdir()
+    script = (script.replace("/etc/ssl/certs/ca-certificates.crt", str(system))
+              .replace("/registry-ca/", f"{extra}/").replace("/ca/", f"{ca}/"))
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+    assert (ca / "ca-certificates.crt").read_text() == "SYSTEM\n"
+    (extra / "ca.crt").write_text("REGISTRY\n")
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True)
+    assert (ca / "ca-certificates.crt").read_text() == "SYSTEM\nREGISTRY\n"
 
 
 def test_the_wait_for_bpfman_waits_for_a_listening_socket(render, tmp_path):
@@ -441,7 +498,14 @@ def test_the_wait_for_bpfman_waits_for_a_listening_socket(render, tmp_path):
 
 
 def test_bpfman_overlay_is_accepted_by_the_apiserver(kube, render, blixt_system):
-    dry_run(kube, render(BPFMAN))
+    existed = kube.kubectl("get", "namespace", "bpfman", check=False).returncode == 0
+    if not existed:
+        kube.kubectl("create", "namespace", "bpfman")
+    try:
+        dry_run(kube, render(BPFMAN))
+    finally:
+        if not existed:
+            _finalize_namespace(kube, "bpfman")
 
 
 def test_operator_overlay_loads_blixt_tcx_where_the_agent_would(render):
@@ -513,8 +577,10 @@ def test_the_readme_override_example_works(kube, render, tmp_path):
     want_image = f"{image['newName']}:{image['newTag']}"
     pods = [d for d in docs if d["kind"] in ("Deployment", "DaemonSet")]
     images = {c["image"] for d in pods for k in ("containers", "initContainers")
-              for c in d["spec"]["template"]["spec"].get(k, [])}
+              for c in d["spec"]["template"]["spec"].get(k, []) if c["name"] != "bpfman"}
     assert images == {want_image}
+    # bpfman's own image is the other entry of `images:`, left as it is here.
+    assert container(one(docs, "DaemonSet", "bpfman"), "bpfman")["image"] == "bpfman:0.6.0"
 
     literals = dict(kv.split("=", 1) for kv in example["configMapGenerator"][0]["literals"])
     cm = config_map(docs, "blixt-agent-config")
