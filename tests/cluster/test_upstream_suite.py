@@ -17,7 +17,7 @@ _spec.loader.exec_module(upstream)
 
 
 def test_upstream_l4_conformance(deployed, tmp_path):
-    # After test_traffic: the suite makes its own Gateways and namespaces.
+    # After test_samples_on_real_pods: the suite makes its own Gateways and namespaces.
     report = tmp_path / "conformance-report.yaml"
     results = upstream.run(deployed.cluster.workdir, report, tmp_path / "conformance.log")
     table = upstream.table(results)
