@@ -11,6 +11,7 @@ import math
 from blixt import api_groups
 from blixt.dataplane.model import MAX_WEIGHT, Backend
 
+from .endpoints import from_slices
 from .listeners import PROTOCOLS
 from .model import meta
 
@@ -105,28 +106,10 @@ def resolve(route_kind: str, route: dict, index: Index) -> Resolution:
 
 
 def endpoints(ref: Ref, index: Index) -> dict[tuple[ipaddress.IPv4Address, int], str]:
-    """(ip, port) -> nodeName of the ready, not terminating IPv4 endpoints.
-    The slice port is found by the Service port's name: the EndpointSlice
-    controller already resolved (named) targetPorts into its number."""
-    out = {}
-    pname, proto = ref.port.get("name") or "", ref.port.get("protocol") or "TCP"
-    for s in index.slices.get(ref.service, ()):
-        if s.get("addressType") != "IPv4":
-            continue
-        port = next((p.get("port") for p in s.get("ports") or ()
-                     if (p.get("name") or "") == pname and (p.get("protocol") or "TCP") == proto), None)
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            continue
-        for ep in s.get("endpoints") or ():
-            cond = ep.get("conditions") or {}
-            if cond.get("ready") is False or cond.get("terminating") is True or not ep.get("addresses"):
-                continue
-            try:  # only the first address has defined semantics
-                ip = ipaddress.IPv4Address(ep["addresses"][0])
-            except ValueError:
-                continue
-            out.setdefault((ip, port), ep.get("nodeName") or "")
-    return out
+    """(ip, port) -> nodeName of the ready, not terminating IPv4 endpoints."""
+    found = from_slices(index.slices.get(ref.service, ()), ref.port.get("name") or "",
+                        ref.port.get("protocol") or "TCP")
+    return {(e.ip, e.port): e.node for e in found if e.ready and not e.terminating}
 
 
 def backends(refs: list[Ref], index: Index, node_name: str | None = None) -> tuple[Backend, ...]:
