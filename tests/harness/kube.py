@@ -37,6 +37,54 @@ current-context: blixt-test
 """
 
 
+APISERVER_SANS = (SERVICE_IP, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                  "kubernetes.default.svc.cluster.local")
+
+
+def service_account_keys(pki: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """The key pair kube-apiserver signs and checks ServiceAccount tokens with."""
+    key, pub = pki / "sa.key", pki / "sa.pub"
+    run(["openssl", "genrsa", "-out", key, "2048"])
+    run(["openssl", "rsa", "-in", key, "-pubout", "-out", pub])
+    return key, pub
+
+
+def etcd_argv(etcd: pathlib.Path, name: str, data_dir: pathlib.Path, client_url: str, peer_url: str) -> list:
+    return [
+        etcd, f"--name={name}", f"--data-dir={data_dir}",
+        f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster={name}={peer_url}", "--log-level=warn",
+        # Test data is thrown away: skip fsync, the slowest part of etcd here.
+        "--unsafe-no-fsync",
+    ]
+
+
+def apiserver_argv(apiserver: pathlib.Path, etcd_url: str, bind: str, port: int, advertise: str,
+                   serving, ca: CA, sa_key: pathlib.Path, sa_pub: pathlib.Path, cert_dir: pathlib.Path,
+                   *extra: str) -> list:
+    """kube-apiserver with client certificates, RBAC (extra flags may add
+    more), ServiceAccount tokens and the Service CIDR the tests use."""
+    return [
+        apiserver, f"--etcd-servers={etcd_url}",
+        f"--bind-address={bind}", f"--secure-port={port}", f"--advertise-address={advertise}",
+        f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+        f"--client-ca-file={ca.cert}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cert-dir={cert_dir}",
+        "--allow-privileged=true", "--profiling=false", *extra,
+    ]
+
+
+def install_crds(kubectl, directory: pathlib.Path) -> None:
+    """Apply every CRD file in directory and wait until all are Established.
+    kubectl: a callable taking kubectl's arguments."""
+    for f in sorted(directory.glob("*.yaml")):
+        kubectl("apply", "--server-side", "-f", str(f))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
 def host_address() -> str:
     """A non-loopback IPv4 address of this host: kube-apiserver refuses to
     advertise loopback (it becomes the `kubernetes` Service's endpoint)."""
@@ -67,27 +115,15 @@ class Cluster:
         wd = self.workdir
         advertise = host_address()
         ca = CA(wd / "pki", "kube-ca")
-        serving = ca.issue("apiserver", "kube-apiserver", sans=(
-            "127.0.0.1", "localhost", advertise, SERVICE_IP, "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+        serving = ca.issue("apiserver", "kube-apiserver", sans=("127.0.0.1", "localhost", advertise, *APISERVER_SANS))
         self.admin = ca.issue("admin", "blixt-admin", org="system:masters", client=True)
-        sa_key = wd / "pki" / "sa.key"
-        sa_pub = wd / "pki" / "sa.pub"
-        run(["openssl", "genrsa", "-out", sa_key, "2048"])
-        run(["openssl", "rsa", "-in", sa_key, "-pubout", "-out", sa_pub])
+        sa_key, sa_pub = service_account_keys(wd / "pki")
         self.ca_cert = ca.cert
 
         client_port, peer_port = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client_port}"
-        peer_url = f"http://127.0.0.1:{peer_port}"
-        etcd_proc = Process("etcd", [
-            etcd, "--name=blixt-test", f"--data-dir={wd / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=blixt-test={peer_url}", "--log-level=warn",
-            # Test data is thrown away: skip fsync, the slowest part of etcd here.
-            "--unsafe-no-fsync",
-        ], wd / "etcd.log")
+        etcd_proc = Process("etcd", etcd_argv(etcd, "blixt-test", wd / "etcd", self.etcd_url,
+                                              f"http://127.0.0.1:{peer_port}"), wd / "etcd.log")
         self.procs.append(etcd_proc)
         etcd_proc.wait_until(
             lambda: json.load(urllib.request.urlopen(self.etcd_url + "/health", timeout=2))["health"] == "true",
@@ -95,19 +131,9 @@ class Cluster:
 
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
-        api_proc = Process("kube-apiserver", [
-            apiserver,
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", f"--advertise-address={advertise}",
-            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-            f"--client-ca-file={ca.cert}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            f"--cert-dir={wd / 'pki'}",
-            "--allow-privileged=true", "--profiling=false",
-        ], wd / "kube-apiserver.log")
+        api_proc = Process("kube-apiserver", apiserver_argv(
+            apiserver, self.etcd_url, "127.0.0.1", port, advertise, serving, ca, sa_key, sa_pub, wd / "pki",
+            "--authorization-mode=RBAC"), wd / "kube-apiserver.log")
         self.procs.append(api_proc)
         ctx = ssl.create_default_context(cafile=str(ca.cert))
         ctx.load_cert_chain(str(self.admin.cert), str(self.admin.key))
@@ -127,10 +153,7 @@ class Cluster:
         return subprocess.run(argv, input=input, capture_output=True, text=True)
 
     def install_crds(self, directory: pathlib.Path) -> None:
-        files = sorted(directory.glob("*.yaml"))
-        for f in files:
-            self.kubectl("apply", "--server-side", "-f", str(f))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(self.kubectl, directory)
 
     def api_client(self):
         """A `kubernetes` ApiClient authenticated as the admin."""

@@ -34,13 +34,15 @@ import time
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
     from harness import paths  # type: ignore
-    from harness.kube import KUBECONFIG  # type: ignore
+    from harness.kube import (APISERVER_SANS, KUBECONFIG, SERVICE_CIDR, apiserver_argv, etcd_argv,  # type: ignore
+                              install_crds, service_account_keys)
     from harness.pki import CA  # type: ignore
     from harness.proc import run, tail  # type: ignore
     from harness.registry import CONFIG as REGISTRY_CONFIG  # type: ignore
 else:
     from . import paths
-    from .kube import KUBECONFIG
+    from .kube import (APISERVER_SANS, KUBECONFIG, SERVICE_CIDR, apiserver_argv, etcd_argv, install_crds,
+                       service_account_keys)
     from .pki import CA
     from .proc import run, tail
     from .registry import CONFIG as REGISTRY_CONFIG
@@ -48,8 +50,6 @@ else:
 NODE_IP = "198.18.0.1"
 CLIENT_IP = "198.18.0.2"
 POD_CIDR = "198.18.128.0/24"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"
 DNS_IP = "10.96.0.10"
 API_PORT = 6443
 NODE_NAME = "blixt-node"
@@ -325,9 +325,7 @@ class NodeCluster:
         # PKI.
         ca = CA(wd / "pki", "kube-ca")
         self.ca_cert = ca.cert
-        serving = ca.issue("apiserver", "kube-apiserver", sans=(
-            NODE_IP, "127.0.0.1", "localhost", SERVICE_IP, "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
+        serving = ca.issue("apiserver", "kube-apiserver", sans=(NODE_IP, "127.0.0.1", "localhost", *APISERVER_SANS))
         admin = ca.issue("admin", "blixt-admin", org="system:masters", client=True)
         kcm = ca.issue("kcm", "system:kube-controller-manager", client=True)
         sched = ca.issue("scheduler", "system:kube-scheduler", client=True)
@@ -336,9 +334,7 @@ class NodeCluster:
         proxy = ca.issue("kube-proxy", "system:kube-proxy", client=True)
         apiserver_kubelet = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                                      org="system:masters", client=True)
-        sa_key, sa_pub = wd / "pki" / "sa.key", wd / "pki" / "sa.pub"
-        run(["openssl", "genrsa", "-out", sa_key, "2048"])
-        run(["openssl", "rsa", "-in", sa_key, "-pubout", "-out", sa_pub])
+        sa_key, sa_pub = service_account_keys(wd / "pki")
         server = f"https://{NODE_IP}:{API_PORT}"
         self.server = server
 
@@ -350,25 +346,15 @@ class NodeCluster:
 
         # etcd + kube-apiserver.
         etcd_url = "http://127.0.0.1:2379"
-        self._spawn("etcd", [
-            paths.ETCD, "--name=blixt-node", f"--data-dir={wd / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            "--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-            "--initial-cluster=blixt-node=http://127.0.0.1:2380", "--log-level=warn", "--unsafe-no-fsync"])
-        self._spawn("kube-apiserver", [
-            paths.KUBE_APISERVER, f"--etcd-servers={etcd_url}",
-            f"--bind-address={NODE_IP}", f"--secure-port={API_PORT}", f"--advertise-address={NODE_IP}",
-            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-            f"--client-ca-file={ca.cert}", "--authorization-mode=Node,RBAC",
-            "--enable-admission-plugins=NodeRestriction",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa_pub}", f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cert-dir={wd / 'pki'}",
+        self._spawn("etcd", etcd_argv(paths.ETCD, "blixt-node", wd / "etcd", etcd_url, "http://127.0.0.1:2380"))
+        self._spawn("kube-apiserver", apiserver_argv(
+            paths.KUBE_APISERVER, etcd_url, NODE_IP, API_PORT, NODE_IP, serving, ca, sa_key, sa_pub, wd / "pki",
+            "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction",
             f"--kubelet-client-certificate={apiserver_kubelet.cert}",
             f"--kubelet-client-key={apiserver_kubelet.key}",
             f"--kubelet-certificate-authority={ca.cert}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--allow-privileged=true", "--profiling=false"])
+            # kubectl logs/exec: the node's name does not resolve here.
+            "--kubelet-preferred-address-types=InternalIP"))
         self._wait("kube-apiserver", lambda: self.kubectl("get", "--raw=/readyz", check=False).returncode == 0,
                    120, "kube-apiserver /readyz")
 
@@ -437,10 +423,8 @@ class NodeCluster:
         """What the bpfman overlay expects of a cluster: the CRDs, and the
         bytecode image in a TLS registry the node's bpfman can reach."""
         wd, st = self.workdir, self.state
-        crds = paths.require_file(paths.GATEWAY_API_CRDS / "standard", "Gateway API CRDs (make deps)")
-        for f in sorted(crds.glob("*.yaml")):
-            self.kubectl("apply", "--server-side", "-f", f)
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        install_crds(self.kubectl, paths.require_file(paths.GATEWAY_API_CRDS / "standard",
+                                                      "Gateway API CRDs (make deps)"))
 
         # bpfman's host state: note what exists, so teardown removes only what the cluster made.
         st.data["host_dirs_before"] = {d: os.path.exists(d) for d in (*BPFMAN_HOST_DIRS, "/run/bpfman")}
