@@ -40,7 +40,8 @@ def test_the_agent_loaded_its_program_through_bpfman_and_attached_it(deployed):
     show = deployed.cluster.kubectl("-n", "blixt-system", "exec", "ds/blixt-agent", "-c", "agent", "--",
                                     "blixt", "dataplane", "show", "--node", node.NODE_NAME,
                                     "--bpfman-socket", "/run/bpfman-sock/bpfman.sock").stdout
-    assert re.search(r"^  \d+ blixt_tcx  links \d+  maps /run/bpfman/fs/maps/\d+$", show, re.M), show
+    assert re.search(r"^  \d+ blixt_tcx  links \d+  attached to eth0 \(tcx ingress\)  "
+                     r"maps /run/bpfman/fs/maps/\d+$", show, re.M), show
     assert re.search(r"^  blixt_services +\d+ / \d+", show, re.M), show
 
 

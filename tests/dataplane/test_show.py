@@ -42,6 +42,8 @@ def test_show_and_metrics_report_what_the_kernel_counted(node, bpfman_server, at
     [prog] = rep["programs"]
     assert prog["name"] == PROGRAMS[attach_mode][0]
     assert len(prog["links"]) == len(node.manager.settings.attachments)
+    # Where the kernel runs it, by interface name in the node's namespace.
+    assert prog["attached"] == sorted(a.iface for a in node.manager.settings.attachments)
     assert rep["maps_of_program"] == prog["id"]
 
     [fe] = rep["frontends"]

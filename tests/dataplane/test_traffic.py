@@ -157,8 +157,8 @@ def test_restart_after_the_uplink_was_made_again_attaches_again(node, bpfman):
     live: deleting the interface leaves bpfman listing a link whose kernel
     link is defunct (no device), and the new interface of the same name would
     get no classification at all."""
-    from blixt.node import bpf
-    from blixt.node.manager import Manager, ifindex
+    from blixt.node import links
+    from blixt.node.manager import Manager
     node.manager.apply(Dataplane.of([service(node)]))
     topo = node.topo
     prog = node.manager.programs[0]
@@ -166,11 +166,12 @@ def test_restart_after_the_uplink_was_made_again_attaches_again(node, bpfman):
     topo._link(topo.node.netns, "eth-client", "198.18.0.1", topo.client.netns, "eth0", "198.18.0.2")
     topo.client.exec("ip", "route", "add", "default", "via", topo.node.address)
     topo.client.exec("ip", "route", "add", "198.18.100.0/24", "via", topo.node.address)
-    assert ifindex("eth-client", topo.node.netns) not in bpf.tcx_ingress_ifindexes(prog.id)
+    before = links.tcx_ingress(prog.id, topo.node.netns)
+    assert "eth-client" not in before and links.GONE in before, before
     again = Manager(bpfman, node.manager.settings)
     again.ensure_loaded()
     assert again.adopted and [p.id for p in again.programs] == [prog.id]
-    assert ifindex("eth-client", topo.node.netns) in bpf.tcx_ingress_ifindexes(prog.id)
+    assert links.tcx_ingress(prog.id, topo.node.netns) == sorted(a.iface for a in node.manager.settings.attachments)
     res = node.client("tcp", VIP, PORT, "--count", 10, "--sport-base", 25500)
     assert not res["errors"] and len(who(res["answers"])) == 3
 

@@ -119,3 +119,16 @@ def test_report_is_json_and_its_text_names_everything():
     assert "backend 1  10.0.0.1:9000  weight 2  masquerade" in text
     assert "backend 2  10.0.0.2:9000  weight 1\n" in text
     assert "blixt_slots     3 / 524288  memlock 8192 B" in text
+
+
+def test_the_interfaces_a_program_runs_on_are_shown_when_known():
+    prog = Program(id=42, name="blixt_tcx", kernel_name="blixt_tcx", kernel_type=3,
+                   map_pin_path="/run/bpfman/fs/maps/42", map_ids=(), links=(7, 8), metadata={})
+    rep = inspection.report(FakeSource(kernel(weighted(1)), {}, {}), [prog], {42: ["eth0", "(interface gone)"]})
+    assert rep["programs"][0]["attached"] == ["eth0", "(interface gone)"]
+    assert "42 blixt_tcx  links 7, 8  attached to eth0, (interface gone) (tcx ingress)" in inspection.format_text(rep)
+    rep = inspection.report(FakeSource(kernel(weighted(1)), {}, {}), [prog], {42: []})
+    assert "attached to nothing (tcx ingress)" in inspection.format_text(rep)
+    # Not known (legacy TC): not claimed either way.
+    rep = inspection.report(FakeSource(kernel(weighted(1)), {}, {}), [prog])
+    assert "attached" not in rep["programs"][0] and "attached" not in inspection.format_text(rep)

@@ -18,8 +18,10 @@ from blixt.bpfman import client as bpfman
 from blixt.dataplane import layout
 from blixt.dataplane.plan import Current, describe
 
-from . import bpf
-from .manager import NETNS_KEY, NODE_KEY, Attachment, Manager, Settings, marks_of, programs_of
+from . import bpf, links
+from .manager import NETNS_KEY, NODE_KEY, PROGRAMS, Attachment, Manager, Settings, marks_of, programs_of
+
+TCX_PROGRAM = PROGRAMS["tcx"][0]
 
 
 class CannotShow(Exception):
@@ -80,14 +82,20 @@ def map_fill(maps: Mapping[str, bpf.PinnedMap]) -> list[dict]:
              "memlock": m.memlock()} for name, m in sorted(maps.items())]
 
 
-def program_entry(p: bpfman.Program) -> dict:
-    return {"id": p.id, "name": p.name, "links": list(p.links), "map_pin_path": p.map_pin_path}
+def program_entry(p: bpfman.Program, attached: Sequence[str] | None = None) -> dict:
+    """attached: the interfaces whose TCX ingress runs it, as the kernel says
+    (None: not known, e.g. legacy TC behind bpfman's dispatcher)."""
+    entry = {"id": p.id, "name": p.name, "links": list(p.links), "map_pin_path": p.map_pin_path}
+    if attached is not None:
+        entry["attached"] = list(attached)
+    return entry
 
 
-def report(source, programs: Iterable[bpfman.Program] = ()) -> dict:
-    """source: a Manager, or anything with `maps`, `current()` and `stats()`."""
+def report(source, programs: Iterable[bpfman.Program] = (), attached: Mapping[int, Sequence[str]] = {}) -> dict:
+    """source: a Manager, or anything with `maps`, `current()` and `stats()`;
+    attached: program id -> interfaces (program_entry)."""
     return {
-        "programs": [program_entry(p) for p in programs],
+        "programs": [program_entry(p, attached.get(p.id)) for p in programs],
         "frontends": frontends(source.current(), source.stats()),
         "maps": map_fill(source.maps),
     }
@@ -97,7 +105,8 @@ def format_text(rep: dict) -> str:
     lines = ["programs:"]
     for p in rep["programs"]:
         links = ", ".join(map(str, p["links"])) or "none"
-        lines.append(f"  {p['id']} {p['name']}  links {links}  maps {p['map_pin_path']}")
+        on = f"  attached to {', '.join(p['attached']) or 'nothing'} (tcx ingress)" if "attached" in p else ""
+        lines.append(f"  {p['id']} {p['name']}  links {links}{on}  maps {p['map_pin_path']}")
     lines.append("frontends:" if rep["frontends"] else "frontends: none")
     for f in rep["frontends"]:
         affinity = f"{f['affinity_timeout']}s" if f["affinity_timeout"] else "none"
@@ -168,7 +177,8 @@ def read(client: bpfman.BpfmanClient, node: str, netns: str | None, nft_table: s
         raise CannotShow(f"bpfman lists no blixt program for node {node!r} in {where}")
     manager = reader(client, programs, nft_table)
     try:
-        rep = report(manager, programs)
+        attached = {p.id: links.tcx_ingress(p.id, netns) for p in programs if p.name == TCX_PROGRAM}
+        rep = report(manager, programs, attached)
         rep["maps_of_program"] = manager.programs[0].id
         return rep
     finally:

@@ -19,11 +19,8 @@ import ctypes
 import dataclasses
 import gc
 import hashlib
-import json
 import logging
 import os
-import socket
-import subprocess
 from typing import Iterable
 
 from blixt.bpfman import client as bpfman
@@ -32,7 +29,7 @@ from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Dataplane
 from blixt.dataplane.plan import Current, NftView, Plan, after, nft_changes, plan
 
-from . import bpf, conntrack
+from . import bpf, conntrack, links
 from .nft import NatTable, NftError
 
 log = logging.getLogger(__name__)
@@ -110,17 +107,6 @@ def marks_of(program: bpfman.Program) -> MarkConfig | None:
 def programs_of(client: bpfman.BpfmanClient, node: str, netns: str | None) -> list[bpfman.Program]:
     """The programs an agent for this node and namespace loaded."""
     return client.list(match_metadata={OWNER_KEY: "blixt-agent", NODE_KEY: node, NETNS_KEY: netns or ""})
-
-
-def ifindex(iface: str, netns: str | None) -> int | None:
-    """The interface's index in the namespace (None: there is no such interface)."""
-    if netns is None:
-        try:
-            return socket.if_nametoindex(iface)
-        except OSError:
-            return None
-    res = subprocess.run(["ip", "-n", netns, "-j", "link", "show", "dev", iface], capture_output=True, text=True)
-    return json.loads(res.stdout)[0]["ifindex"] if res.returncode == 0 and res.stdout.strip() else None
 
 
 def _unload(client: bpfman.BpfmanClient, prog: bpfman.Program) -> None:
@@ -201,8 +187,8 @@ class Manager:
         s = self.settings
         if s.mode != "tcx":
             return []
-        live = set(bpf.tcx_ingress_ifindexes(prog.id))
-        return [a.iface for a in s.attachments if ifindex(a.iface, s.netns) not in live]
+        attached = set(links.tcx_ingress(prog.id, s.netns))
+        return [a.iface for a in s.attachments if a.iface not in attached]
 
     def _load(self) -> None:
         s = self.settings
