@@ -32,7 +32,8 @@ import sys
 import time
 
 if __package__ in (None, ""):  # run as a script
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    # tests/ instead of this directory, whose blixt.py would shadow the blixt package.
+    sys.path[0] = str(pathlib.Path(__file__).resolve().parents[1])
     from harness import paths  # type: ignore
     from harness.kube import (APISERVER_SANS, KUBECONFIG, SERVICE_CIDR, apiserver_argv, etcd_argv,  # type: ignore
                               install_crds, service_account_keys)
