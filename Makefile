@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 .PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-scenarios bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
 
 deps: deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster images venv ## install every tool the tests and demo need (root; cached)
 
@@ -73,7 +73,7 @@ test: deps bytecode ## run every test tier against the real components, then the
 unit: venv ## the unprivileged unit tests only
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-cluster-deps: deps-cluster venv ## check every binary deps-cluster built (tests/cluster_deps; deselected in `make test`)
+test-cluster-deps: deps-cluster venv ## check every binary deps-cluster built (tests/cluster_deps alone; also in `make test`)
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_deps $(PYTEST_ARGS)
 
 demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, netns pods; traffic through samples/ (root)
@@ -119,8 +119,8 @@ CLUSTER_DIR ?= /run/blixt-cluster
 cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
 	$(VPY) tests/harness/node.py up --workdir $(CLUSTER_DIR)
 
-cluster-down: venv ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls) (root)
+cluster-down: venv ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls, bpfman's programs and dirs) (root)
 	$(VPY) tests/harness/node.py down --workdir $(CLUSTER_DIR)
 
-test-cluster: deps-cluster images bytecode venv ## the one-node cluster end to end (tests/cluster_node; deselected in `make test`) (root)
-	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node $(PYTEST_ARGS)
+test-cluster: deps-cluster images bytecode venv ## the cluster tiers alone: tests/cluster_node and tests/cluster (blixt deployed, upstream suite) (root)
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node tests/cluster $(PYTEST_ARGS)
