@@ -9,26 +9,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from harness import paths
+from harness.proc import wait_for
 
 TESTS = paths.REPO / "tests"
 ECHO = TESTS / "cluster" / "echo.yaml"
 TRAFFIC = TESTS / "harness" / "traffic.py"
-
-
-def wait_for(what: str, probe, timeout: float = 60, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:.0f}s")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def gateway(deployed):
         conds = {c["type"]: c["status"] for c in gw.get("status", {}).get("conditions", [])}
         addrs = gw.get("status", {}).get("addresses") or []
         return addrs[0]["value"] if conds.get("Programmed") == "True" and addrs else None
-    return wait_for("Gateway demo Programmed with an address", programmed)
+    return wait_for(programmed, timeout=60, what="Gateway demo Programmed with an address", interval=0.5)
 
 
 def client(deployed, *args, timeout: float = 60) -> dict:

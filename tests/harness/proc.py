@@ -80,6 +80,18 @@ def run(argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
     return res
 
 
+def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.05):
+    """Poll until predicate() is truthy; return its value, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -3,26 +3,10 @@ objects through the raw API, and valid manifests of each watched type."""
 
 from __future__ import annotations
 
-import time
-
-import pytest
-
 from blixt.kube import rest
 from blixt.kube.resources import Resource
 
 CONTROLLER = "blixt.io/test-controller"
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition", interval: float = 0.05):
-    """Poll until predicate() is truthy; return its value, or fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 import yaml
 
-from apiobjects import wait_for
+from harness.proc import wait_for
 from harness import paths
 from harness.proc import free_port
 from blixt.cli import build_parser

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from apiobjects import wait_for
+from harness.proc import wait_for
 from blixt.kube import metrics, rest, resources as R
 from blixt.kube.leader import LeaderElector
 

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 import apiobjects as k
-from apiobjects import wait_for
+from harness.proc import wait_for
 from blixt.kube import metrics, resources as R
 from blixt.kube.watch import Cache
 
