@@ -91,9 +91,11 @@ def program_entry(p: bpfman.Program, attached: Sequence[str] | None = None) -> d
     return entry
 
 
-def report(source, programs: Iterable[bpfman.Program] = (), attached: Mapping[int, Sequence[str]] = {}) -> dict:
+def report(source, programs: Iterable[bpfman.Program] = (),
+           attached: Mapping[int, Sequence[str]] | None = None) -> dict:
     """source: a Manager, or anything with `maps`, `current()` and `stats()`;
     attached: program id -> interfaces (program_entry)."""
+    attached = attached or {}
     return {
         "programs": [program_entry(p, attached.get(p.id)) for p in programs],
         "frontends": frontends(source.current(), source.stats()),
@@ -104,9 +106,9 @@ def report(source, programs: Iterable[bpfman.Program] = (), attached: Mapping[in
 def format_text(rep: dict) -> str:
     lines = ["programs:"]
     for p in rep["programs"]:
-        links = ", ".join(map(str, p["links"])) or "none"
+        link_ids = ", ".join(map(str, p["links"])) or "none"
         on = f"  attached to {', '.join(p['attached']) or 'nothing'} (tcx ingress)" if "attached" in p else ""
-        lines.append(f"  {p['id']} {p['name']}  links {links}{on}  maps {p['map_pin_path']}")
+        lines.append(f"  {p['id']} {p['name']}  links {link_ids}{on}  maps {p['map_pin_path']}")
     lines.append("frontends:" if rep["frontends"] else "frontends: none")
     for f in rep["frontends"]:
         affinity = f"{f['affinity_timeout']}s" if f["affinity_timeout"] else "none"

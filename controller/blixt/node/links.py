@@ -23,11 +23,6 @@ def _interfaces(netns: str | None) -> dict[int, str]:
     return {link["ifindex"]: link["ifname"] for link in json.loads(res.stdout or "[]")}
 
 
-def ifindex(iface: str, netns: str | None) -> int | None:
-    """The interface's index in the namespace (None: there is no such interface)."""
-    return next((i for i, name in _interfaces(netns).items() if name == iface), None)
-
-
 def tcx_ingress(prog_id: int, netns: str | None) -> list[str]:
     """The interfaces whose TCX ingress runs the program, sorted; GONE for
     each link whose device was deleted. An index not in the namespace is
