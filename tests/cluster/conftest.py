@@ -17,6 +17,7 @@ import pathlib
 import pytest
 
 from harness import paths
+from harness.node import not_rolled_out
 from harness.optin import REASON, OptIn
 from harness.paths import component
 
@@ -36,11 +37,9 @@ class Deployed:
         self.rollout()
 
     def rollout(self, timeout: str = "180s") -> None:
-        for ns, what in (("bpfman", "daemonset/bpfman"), ("blixt-system", "daemonset/blixt-agent"),
-                         ("blixt-system", "deployment/blixt-controller")):
-            res = self.cluster.kubectl("-n", ns, "rollout", "status", what, f"--timeout={timeout}", check=False)
-            if res.returncode != 0:
-                raise AssertionError(f"{ns}/{what} not rolled out: {res.stderr}\n{self.describe()}")
+        problem = not_rolled_out(self.cluster.kubectl, timeout)
+        if problem:
+            raise AssertionError(f"{problem}\n{self.describe()}")
 
     def describe(self) -> str:
         pods = self.cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout

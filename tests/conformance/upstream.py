@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from harness import paths  # noqa: E402
+from harness.node import not_rolled_out  # noqa: E402
 
 BINARY = paths.CACHE / "cluster" / "bin" / "gateway-api-conformance.test"
 GATEWAY_CLASS = paths.REPO / "samples" / "00-gatewayclass.yaml"
@@ -106,12 +107,9 @@ def supported_features(cluster: Cluster, timeout: float = 60) -> list[str]:
 
 
 def blixt_ready(cluster: Cluster) -> None:
-    for kind, name in (("daemonset", "bpfman"), ("daemonset", "blixt-agent"), ("deployment", "blixt-controller")):
-        ns = "bpfman" if name == "bpfman" else "blixt-system"
-        res = cluster.kubectl("-n", ns, "rollout", "status", f"{kind}/{name}", "--timeout=180s", check=False)
-        if res.returncode != 0:
-            raise SystemExit(f"{kind} {ns}/{name} is not rolled out: {res.stderr.strip() or res.stdout.strip()} "
-                             "(kubectl apply -k deploy/kustomize/overlays/bpfman)")
+    problem = not_rolled_out(cluster.kubectl)
+    if problem:
+        raise SystemExit(f"{problem} (kubectl apply -k deploy/kustomize/overlays/bpfman)")
 
 
 def parse(log: str) -> dict[str, tuple[str, str, str]]:

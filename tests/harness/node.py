@@ -60,6 +60,19 @@ BYTECODE_IMAGE = f"{REGISTRY}/blixt/bytecode:latest"
 # Host directories the overlay's bpfman and agent use (hostPath, DirectoryOrCreate).
 BPFMAN_HOST_DIRS = ("/run/bpfman-sock", "/var/lib/bpfman")
 BPFMAN_FS = pathlib.Path("/run/bpfman/fs")
+# What `kubectl apply -k deploy/kustomize/overlays/bpfman` runs: (namespace, workload).
+BLIXT_WORKLOADS = (("bpfman", "daemonset/bpfman"), ("blixt-system", "daemonset/blixt-agent"),
+                   ("blixt-system", "deployment/blixt-controller"))
+
+
+def not_rolled_out(kubectl, timeout: str = "180s") -> str | None:
+    """Wait for each of BLIXT_WORKLOADS to roll out; the first that does not,
+    and why, or None. kubectl: a callable taking kubectl's arguments and check=."""
+    for ns, what in BLIXT_WORKLOADS:
+        res = kubectl("-n", ns, "rollout", "status", what, f"--timeout={timeout}", check=False)
+        if res.returncode != 0:
+            return f"{ns}/{what} is not rolled out: {res.stderr.strip() or res.stdout.strip()}"
+    return None
 DEFAULT_WORKDIR = pathlib.Path("/run/blixt-cluster")
 SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
