@@ -81,6 +81,25 @@ struct {
 	__type(value, struct blixt_stats);
 } blixt_stats SEC(".maps");
 
+/* The cluster's pod CIDRs (the agent's --cluster-cidr): kube-proxy's
+ * ClusterCIDR local-traffic detector. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BLIXT_MAX_POD_CIDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct blixt_cidr_key);
+	__type(value, __u32);
+} blixt_pod_cidrs SEC(".maps");
+
+/* loadBalancerSourceRanges of services with BLIXT_SVC_SOURCE_RANGES. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, BLIXT_MAX_SOURCE_RANGES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct blixt_source_range_key);
+	__type(value, __u32);
+} blixt_source_ranges SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, BLIXT_MAX_LOCAL_ADDRS);
@@ -162,14 +181,50 @@ static __always_inline __u32 flow_hash(const struct packet *p)
 	return h;
 }
 
+/* The entry behind v copied into *svc, if it is still key's: 0 when it does
+ * not validate (an element recycled for another service mid-update). */
+static __always_inline int copy_service(const struct blixt_service *v, const struct blixt_service_key *key,
+					struct blixt_service *svc)
+{
+	svc->key_addr = READ_ONCE(v->key_addr);
+	svc->key_port = READ_ONCE(v->key_port);
+	svc->key_proto = READ_ONCE(v->key_proto);
+	svc->key_scope = READ_ONCE(v->key_scope);
+	asm volatile("" ::: "memory");
+	svc->id = READ_ONCE(v->id);
+	svc->gen = READ_ONCE(v->gen);
+	svc->slot_count = READ_ONCE(v->slot_count);
+	svc->flags = READ_ONCE(v->flags);
+	svc->affinity_timeout = READ_ONCE(v->affinity_timeout);
+	asm volatile("" ::: "memory");
+	/* The key again, after the fields: an element recycled for another
+	 * service while we copied it fails one of the two checks. Nothing
+	 * reads *v again. */
+	if (svc->key_addr != key->addr || svc->key_port != key->port || svc->key_proto != key->proto ||
+	    svc->key_scope != key->scope || READ_ONCE(v->key_addr) != key->addr ||
+	    READ_ONCE(v->key_port) != key->port || READ_ONCE(v->key_proto) != key->proto ||
+	    READ_ONCE(v->key_scope) != key->scope)
+		return 0;
+	return svc->id != 0 && svc->slot_count <= BLIXT_MAX_SLOTS_PER_SERVICE;
+}
+
+static __always_inline int from_pod_cidr(__be32 addr)
+{
+	struct blixt_cidr_key k = { .prefixlen = 32, .addr = addr };
+
+	return bpf_map_lookup_elem(&blixt_pod_cidrs, &k) != NULL;
+}
+
 /* The service for this packet, copied into *svc; 0 when there is none or its
- * entry does not validate (a recycled element caught mid-update). */
-static __always_inline int find_service(const struct packet *p, struct blixt_service *svc)
+ * entry does not validate. *from_pod: the source is in blixt_pod_cidrs (only
+ * looked up when the entry's flags need it). */
+static __always_inline int find_service(const struct packet *p, struct blixt_service *svc, int *from_pod)
 {
 	struct blixt_service_key key = {
 		.addr = p->daddr,
 		.port = p->dport,
 		.proto = p->proto,
+		.scope = BLIXT_SCOPE_ANY,
 	};
 	struct blixt_service *v = bpf_map_lookup_elem(&blixt_services, &key);
 
@@ -181,24 +236,21 @@ static __always_inline int find_service(const struct packet *p, struct blixt_ser
 		if (!v)
 			return 0;
 	}
-	svc->key_addr = READ_ONCE(v->key_addr);
-	svc->key_port = READ_ONCE(v->key_port);
-	svc->key_proto = READ_ONCE(v->key_proto);
-	asm volatile("" ::: "memory");
-	svc->id = READ_ONCE(v->id);
-	svc->gen = READ_ONCE(v->gen);
-	svc->slot_count = READ_ONCE(v->slot_count);
-	svc->flags = READ_ONCE(v->flags);
-	svc->affinity_timeout = READ_ONCE(v->affinity_timeout);
-	asm volatile("" ::: "memory");
-	/* The key again, after the fields: an element recycled for another
-	 * service while we copied it fails one of the two checks. Nothing below
-	 * reads *v again. */
-	if (svc->key_addr != key.addr || svc->key_port != key.port || svc->key_proto != key.proto ||
-	    READ_ONCE(v->key_addr) != key.addr || READ_ONCE(v->key_port) != key.port ||
-	    READ_ONCE(v->key_proto) != key.proto)
+	if (!copy_service(v, &key, svc))
 		return 0;
-	return svc->id != 0 && svc->slot_count <= BLIXT_MAX_SLOTS_PER_SERVICE;
+	*from_pod = (svc->flags & (BLIXT_SVC_POD_VARIANT | BLIXT_SVC_MASQ_OFF_POD)) && from_pod_cidr(p->saddr);
+	if (!((svc->flags & BLIXT_SVC_POD_VARIANT) && *from_pod))
+		return 1;
+	key.scope = BLIXT_SCOPE_POD;
+	v = bpf_map_lookup_elem(&blixt_services, &key);
+	return v && copy_service(v, &key, svc);
+}
+
+static __always_inline int source_allowed(__u32 service_id, __be32 saddr)
+{
+	struct blixt_source_range_key k = { .prefixlen = 64, .service_id = service_id, .addr = saddr };
+
+	return bpf_map_lookup_elem(&blixt_source_ranges, &k) != NULL;
 }
 
 static __always_inline void count(__u32 service_id, struct __sk_buff *skb, int new_flow)
@@ -286,28 +338,33 @@ static __always_inline void classify(struct __sk_buff *skb)
 	struct blixt_service svc;
 	struct blixt_slot slot;
 	__u32 field = blixt_cfg.id_mask | blixt_cfg.masq_mark | blixt_cfg.reject_mark;
+	__u32 drop = blixt_cfg.reject_mark | blixt_cfg.masq_mark;
 	__u32 decision;
+	int from_pod = 0;
 	__u64 now;
 
 	if (parse(skb, &pkt))
 		return;
-	if (!find_service(&pkt, &svc))
+	if (!find_service(&pkt, &svc, &from_pod))
 		return;
 	now = bpf_ktime_get_ns();
 	count(svc.id, skb, pkt.proto == IPPROTO_TCP && pkt.new_conn);
-	if (svc.slot_count == 0) {
-		decision = blixt_cfg.reject_mark;
+	if ((svc.flags & BLIXT_SVC_SOURCE_RANGES) && !source_allowed(svc.id, pkt.saddr)) {
+		decision = drop;  /* kube-proxy drops, before NAT, what the ranges do not allow */
+	} else if (svc.slot_count == 0) {
+		decision = (svc.flags & BLIXT_SVC_DROP_EMPTY) ? drop : blixt_cfg.reject_mark;
 	} else {
 		if (!pick(&svc, &pkt, now, &slot)) {
 			/* The table flipped between the two lookups and the old
 			 * generation is gone: read the service again, once. */
-			if (!find_service(&pkt, &svc) || svc.slot_count == 0)
+			if (!find_service(&pkt, &svc, &from_pod) || svc.slot_count == 0)
 				return;
 			if (!pick(&svc, &pkt, now, &slot))
 				return;
 		}
 		decision = (slot.backend_id << blixt_cfg.id_shift) & blixt_cfg.id_mask;
-		if ((slot.flags & BLIXT_SLOT_MASQ) || slot.addr == pkt.saddr)
+		if ((slot.flags & BLIXT_SLOT_MASQ) || slot.addr == pkt.saddr || (svc.flags & BLIXT_SVC_MASQ_ALL) ||
+		    ((svc.flags & BLIXT_SVC_MASQ_OFF_POD) && !from_pod))
 			decision |= blixt_cfg.masq_mark;
 	}
 	skb->mark = (skb->mark & ~field) | decision;

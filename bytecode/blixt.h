@@ -15,6 +15,8 @@
 #define BLIXT_MAX_MEMBERS      (1 << 18)
 #define BLIXT_MAX_AFFINITY     32768
 #define BLIXT_MAX_LOCAL_ADDRS  256
+#define BLIXT_MAX_POD_CIDRS    64
+#define BLIXT_MAX_SOURCE_RANGES 16384
 /* Slots one service may use; the program refuses a larger slot_count, so a
  * torn or corrupt service entry can never index past its table. */
 #define BLIXT_MAX_SLOTS_PER_SERVICE 4096
@@ -26,11 +28,28 @@ struct blixt_service_key {
 	__be32 addr;
 	__be16 port;
 	__u8 proto;           /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad;
+	__u8 scope;           /* BLIXT_SCOPE_*: which sources the entry serves */
 };
 
+/* Scopes. A BLIXT_SCOPE_ANY entry serves every source; one with
+ * BLIXT_SVC_POD_VARIANT hands sources in blixt_pod_cidrs to its
+ * BLIXT_SCOPE_POD twin (same addr, port, proto): kube-proxy sends pod traffic
+ * to an externalTrafficPolicy Local service's external address to all
+ * endpoints, as if it went out to a load balancer and came back. */
+#define BLIXT_SCOPE_ANY  0
+#define BLIXT_SCOPE_POD  1
+
 /* Service flags. */
-#define BLIXT_SVC_AFFINITY  (1u << 0)  /* client-IP affinity, see affinity_timeout */
+#define BLIXT_SVC_AFFINITY      (1u << 0)  /* client-IP affinity, see affinity_timeout */
+#define BLIXT_SVC_MASQ_ALL      (1u << 1)  /* masquerade every flow (externalTrafficPolicy
+                                            * Cluster's external addresses, --masquerade-all) */
+#define BLIXT_SVC_MASQ_OFF_POD  (1u << 2)  /* masquerade sources outside blixt_pod_cidrs
+                                            * (a ClusterIP reached from off the cluster) */
+#define BLIXT_SVC_DROP_EMPTY    (1u << 3)  /* no slots: drop, not reject (a Local policy
+                                            * whose endpoints are all on other nodes) */
+#define BLIXT_SVC_SOURCE_RANGES (1u << 4)  /* only sources in blixt_source_ranges under
+                                            * this id; others are dropped */
+#define BLIXT_SVC_POD_VARIANT   (1u << 5)  /* pod sources use the BLIXT_SCOPE_POD twin */
 
 struct blixt_service {
 	__u32 id;             /* >= 1; keys the slots, members, affinity and stats */
@@ -45,7 +64,7 @@ struct blixt_service {
 	__be32 key_addr;
 	__be16 key_port;
 	__u8 key_proto;
-	__u8 pad;
+	__u8 key_scope;
 };
 
 struct blixt_slot_key {
@@ -85,6 +104,20 @@ struct blixt_affinity {
 	__u64 last_seen_ns;   /* bpf_ktime_get_ns() */
 };
 
+/* Longest-prefix-match keys. prefixlen counts bits of what follows it. */
+struct blixt_cidr_key {
+	__u32 prefixlen;      /* 0..32 */
+	__be32 addr;
+};
+
+/* A loadBalancerSourceRanges entry: prefixlen = 32 (the service id) + the
+ * range's prefix length; looked up with 64. */
+struct blixt_source_range_key {
+	__u32 prefixlen;
+	__u32 service_id;
+	__be32 addr;
+};
+
 /* Per-service, per-CPU counters. new_flows counts TCP connection attempts
  * (SYN without ACK); a UDP packet cannot tell the program whether conntrack
  * already knows its flow, so UDP services count packets and bytes only. */
@@ -102,7 +135,8 @@ struct blixt_config {
 	__u32 id_shift;       /* backend id goes to (id << id_shift) & id_mask */
 	__u32 id_mask;
 	__u32 masq_mark;      /* one bit: masquerade */
-	__u32 reject_mark;    /* one bit: no backends, reject */
+	__u32 reject_mark;    /* one bit: no backends, reject; with masq_mark
+	                       * (a pair no balanced flow carries): drop */
 };
 
 #define BLIXT_DEFAULT_ID_SHIFT    16

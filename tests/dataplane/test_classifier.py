@@ -338,3 +338,75 @@ def test_recycled_map_elements_never_give_another_services_backend(dp):
         mgr.refresh()
     assert count[0] > 1000 and i > 1000
     assert not wrong, f"{len(wrong)} of {count[0]} packets for one service got another's backend"
+
+
+# -- Service policies: source classes, masquerade, drop --------------------------
+
+POD = "10.244.1.5"
+PODS = ["10.244.0.0/16"]
+DROP = MARKS.reject_mark | MARKS.masq_mark
+
+
+def decision(fds, src, dst=VIP, dport=80, proto="tcp"):
+    frame = (P.tcp_frame if proto == "tcp" else P.udp_frame)(src, dst, 40000, dport)
+    return run(fds, frame)[1]
+
+
+def test_masquerade_all_and_off_pod(dp):
+    mgr, fds = dp
+    mgr.apply(Dataplane.of([svc(masquerade="off-pod"), svc(port=81, masquerade="all")], pod_cidrs=PODS))
+    assert decision(fds, CLIENT) & MARKS.masq_mark            # off the cluster
+    assert not decision(fds, POD) & MARKS.masq_mark           # from a pod
+    assert decision(fds, POD, dport=81) & MARKS.masq_mark     # all
+    assert backend_of(decision(fds, POD, dport=81)) >= 1
+    mgr.apply(Dataplane.of([svc(masquerade="off-pod")]))      # no pod CIDRs: every source is off-pod
+    assert decision(fds, POD) & MARKS.masq_mark
+
+
+def test_pod_sources_use_the_twin_entry(dp):
+    mgr, fds = dp
+    main = svc(backends=(("192.168.1.1", 8080, 1),), drop_when_empty=True)
+    twin = svc(backends=(("192.168.1.2", 8080, 1),), scope="pod")
+    mgr.apply(Dataplane.of([main, twin], pod_cidrs=PODS))
+    ids = {ep[0].exploded: bid for bid, ep in mgr.current().backends.items()}
+    assert backend_of(decision(fds, CLIENT)) == ids["192.168.1.1"]
+    assert backend_of(decision(fds, POD)) == ids["192.168.1.2"]
+    # The main entry without local endpoints drops; pods still reach the twin.
+    mgr.apply(Dataplane.of([svc(backends=(), drop_when_empty=True), twin], pod_cidrs=PODS))
+    assert decision(fds, CLIENT) == DROP
+    assert backend_of(decision(fds, POD)) == ids["192.168.1.2"]
+    # The twin gone: pods are served by the main entry again.
+    mgr.apply(Dataplane.of([main], pod_cidrs=PODS))
+    assert backend_of(decision(fds, POD)) == ids["192.168.1.1"]
+
+
+def test_no_backends_rejects_or_drops(dp):
+    mgr, fds = dp
+    mgr.apply(Dataplane.of([svc(backends=()), svc(port=81, backends=(), drop_when_empty=True)]))
+    assert decision(fds, CLIENT) == MARKS.reject_mark
+    assert decision(fds, CLIENT, dport=81) == DROP
+
+
+def test_source_ranges_drop_other_sources(dp):
+    mgr, fds = dp
+    mgr.apply(Dataplane.of([svc(source_ranges=("198.18.0.0/30", "203.0.113.7/32")), svc(port=81)]))
+    assert backend_of(decision(fds, CLIENT)) >= 1                  # 198.18.0.2 in /30
+    assert backend_of(decision(fds, "203.0.113.7")) >= 1
+    assert decision(fds, "198.18.0.9") == DROP
+    assert decision(fds, "203.0.113.8") == DROP
+    assert backend_of(decision(fds, "203.0.113.8", dport=81)) >= 1  # another service: no ranges
+    mgr.apply(Dataplane.of([svc(source_ranges=("203.0.113.7/32",))]))
+    assert decision(fds, CLIENT) == DROP
+    assert {(r.prefixlen, r.addr) for r in mgr.current().source_ranges} == {
+        (64, int(ipaddress.IPv4Address("203.0.113.7")))}
+    mgr.apply(Dataplane.of([svc()]))
+    assert mgr.current().source_ranges == set() and backend_of(decision(fds, "198.18.0.9")) >= 1
+
+
+def test_wildcard_node_port_with_a_pod_twin(dp):
+    mgr, fds = dp
+    main = svc(addr=None, port=30080, backends=(), drop_when_empty=True)
+    twin = svc(addr=None, port=30080, backends=(("192.168.1.2", 8080, 1),), scope="pod")
+    mgr.apply(Dataplane.of([main, twin], local_addresses=[NODE_ADDR], pod_cidrs=PODS))
+    assert decision(fds, CLIENT, dst=NODE_ADDR, dport=30080) == DROP
+    assert backend_of(decision(fds, POD, dst=NODE_ADDR, dport=30080)) >= 1

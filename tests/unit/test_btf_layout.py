@@ -46,7 +46,7 @@ def mirrors() -> list[type[layout._Struct]]:
 def test_every_mirror_names_its_c_struct():
     assert {c.__name__ for c in mirrors()} == {
         "ServiceKey", "Service", "SlotKey", "Slot", "MemberKey", "AffinityKey", "Affinity",
-        "Stats", "Config"}
+        "Stats", "Config", "CidrKey", "SourceRangeKey"}
     assert all(c._c_name_ for c in mirrors())
 
 
@@ -115,10 +115,12 @@ def test_constants_match_header():
 
 def test_keys_are_network_order():
     addr = int(ipaddress.IPv4Address("10.0.0.1"))
-    k = layout.ServiceKey.Record(addr, 80, 6)
-    assert layout.ServiceKey.pack(k) == bytes([10, 0, 0, 1, 0, 80, 6, 0])
+    k = layout.ServiceKey.Record(addr, 80, 6, layout.SCOPE_POD)
+    assert layout.ServiceKey.pack(k) == bytes([10, 0, 0, 1, 0, 80, 6, 1])
     assert layout.ServiceKey.unpack(layout.ServiceKey.pack(k)) == k
-    assert layout.ServiceKey.pack(layout.ServiceKey.Record(0, 30080, 17)) == bytes([0, 0, 0, 0, 0x75, 0x80, 17, 0])
+    assert layout.ServiceKey.pack(layout.ServiceKey.Record(0, 30080, 17, 0)) == bytes([0, 0, 0, 0, 0x75, 0x80, 17, 0])
+    r = layout.SourceRangeKey.Record(32 + 24, 7, int(ipaddress.IPv4Address("192.0.2.0")))
+    assert layout.SourceRangeKey.pack(r) == bytes(layout.c_u32(56)) + bytes(layout.c_u32(7)) + bytes([192, 0, 2, 0])
     a = layout.AffinityKey.Record(int(ipaddress.IPv4Address("192.0.2.7")), 3)
     assert layout.AffinityKey.pack(a) == bytes([192, 0, 2, 7]) + bytes(layout.c_u32(3))
     assert layout.AffinityKey.unpack(layout.AffinityKey.pack(a)) == a

@@ -29,9 +29,17 @@ MAX_SLOTS = 1 << 19
 MAX_MEMBERS = 1 << 18
 MAX_AFFINITY = 32768
 MAX_LOCAL_ADDRS = 256
+MAX_POD_CIDRS = 64
+MAX_SOURCE_RANGES = 16384
 MAX_SLOTS_PER_SERVICE = 4096
 
 SVC_AFFINITY = 1 << 0   # BLIXT_SVC_AFFINITY
+SVC_MASQ_ALL = 1 << 1   # BLIXT_SVC_MASQ_ALL
+SVC_MASQ_OFF_POD = 1 << 2  # BLIXT_SVC_MASQ_OFF_POD
+SVC_DROP_EMPTY = 1 << 3  # BLIXT_SVC_DROP_EMPTY
+SVC_SOURCE_RANGES = 1 << 4  # BLIXT_SVC_SOURCE_RANGES
+SVC_POD_VARIANT = 1 << 5  # BLIXT_SVC_POD_VARIANT
+SCOPE_ANY, SCOPE_POD = 0, 1  # BLIXT_SCOPE_*
 SLOT_MASQ = 1 << 0      # BLIXT_SLOT_MASQ
 
 DEFAULT_ID_SHIFT = 16
@@ -56,6 +64,7 @@ BPF_MAP_TYPE_PERCPU_HASH = MAP_TYPES["percpu_hash"]
 BPF_MAP_TYPE_PERCPU_ARRAY = MAP_TYPES["percpu_array"]
 BPF_MAP_TYPE_LRU_HASH = MAP_TYPES["lru_hash"]
 BPF_MAP_TYPE_LRU_PERCPU_HASH = MAP_TYPES["lru_percpu_hash"]
+BPF_MAP_TYPE_LPM_TRIE = MAP_TYPES["lpm_trie"]
 PERCPU_MAP_TYPES = frozenset({BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
                               BPF_MAP_TYPE_LRU_PERCPU_HASH})
 BPF_F_NO_PREALLOC = 1
@@ -141,11 +150,11 @@ def _show(v):
 
 
 class ServiceKey(_Struct):
-    """Record: (addr as int, host-order port, proto number); addr 0 is the
-    wildcard: any local address."""
+    """Record: (addr as int, host-order port, proto number, scope); addr 0 is
+    the wildcard: any local address."""
     _c_name_ = "blixt_service_key"
     _be_ = frozenset({"addr", "port"})
-    _fields_ = [("addr", c_u32), ("port", c_u16), ("proto", c_u8), ("pad", c_u8)]
+    _fields_ = [("addr", c_u32), ("port", c_u16), ("proto", c_u8), ("scope", c_u8)]
 
 
 class Service(_Struct):
@@ -155,7 +164,7 @@ class Service(_Struct):
     _be_ = frozenset({"key_addr", "key_port"})
     _fields_ = [("id", c_u32), ("gen", c_u32), ("slot_count", c_u32), ("flags", c_u32),
                 ("affinity_timeout", c_u32), ("key_addr", c_u32), ("key_port", c_u16),
-                ("key_proto", c_u8), ("pad", c_u8)]
+                ("key_proto", c_u8), ("key_scope", c_u8)]
 
 
 class SlotKey(_Struct):
@@ -199,6 +208,21 @@ class Config(_Struct):
     _fields_ = [("id_shift", c_u32), ("id_mask", c_u32), ("masq_mark", c_u32), ("reject_mark", c_u32)]
 
 
+class CidrKey(_Struct):
+    """blixt_pod_cidrs' key. Record: (prefix length, network address as int)."""
+    _c_name_ = "blixt_cidr_key"
+    _be_ = frozenset({"addr"})
+    _fields_ = [("prefixlen", c_u32), ("addr", c_u32)]
+
+
+class SourceRangeKey(_Struct):
+    """blixt_source_ranges' key. Record: (32 + the range's prefix length,
+    service id, network address as int)."""
+    _c_name_ = "blixt_source_range_key"
+    _be_ = frozenset({"addr"})
+    _fields_ = [("prefixlen", c_u32), ("service_id", c_u32), ("addr", c_u32)]
+
+
 class LocalAddr:
     """blixt_local_addrs' key: a bare __be32 address, held as an int."""
     pack = staticmethod(lambda addr: addr.to_bytes(4, "big"))
@@ -221,6 +245,9 @@ MAPS: dict[str, MapSpec] = {
     "blixt_affinity": MapSpec(AffinityKey, Affinity, MAX_AFFINITY, BPF_MAP_TYPE_LRU_HASH),
     "blixt_stats": MapSpec(c_u32, Stats, MAX_SERVICES, BPF_MAP_TYPE_PERCPU_HASH, BPF_F_NO_PREALLOC),
     "blixt_local_addrs": MapSpec(c_u32, c_u32, MAX_LOCAL_ADDRS, BPF_MAP_TYPE_HASH, BPF_F_NO_PREALLOC),
+    "blixt_pod_cidrs": MapSpec(CidrKey, c_u32, MAX_POD_CIDRS, BPF_MAP_TYPE_LPM_TRIE, BPF_F_NO_PREALLOC),
+    "blixt_source_ranges": MapSpec(SourceRangeKey, c_u32, MAX_SOURCE_RANGES, BPF_MAP_TYPE_LPM_TRIE,
+                                   BPF_F_NO_PREALLOC),
 }
 PERCPU_MAPS = frozenset(name for name, spec in MAPS.items() if spec.map_type in PERCPU_MAP_TYPES)
 ONE = bytes(c_u32(1))  # the value of every blixt_local_addrs entry

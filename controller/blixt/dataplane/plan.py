@@ -35,6 +35,8 @@ ServiceVal = layout.Service.Record
 SlotKey = layout.SlotKey.Record
 SlotVal = layout.Slot.Record
 MemberKey = layout.MemberKey.Record
+CidrKey = layout.CidrKey.Record
+RangeKey = layout.SourceRangeKey.Record
 Endpoint = tuple[ipaddress.IPv4Address, int]
 
 UDP = PROTOCOLS["udp"]
@@ -54,6 +56,8 @@ class Current:
     members: dict[MemberKey, SlotVal] = dataclasses.field(default_factory=dict)
     backends: dict[int, Endpoint] = dataclasses.field(default_factory=dict)  # nft map
     local_addresses: set[int] = dataclasses.field(default_factory=set)
+    pod_cidrs: set[CidrKey] = dataclasses.field(default_factory=set)
+    source_ranges: set[RangeKey] = dataclasses.field(default_factory=set)
 
 
 # (service address or None for a wildcard service, service port, backend or None for all)
@@ -68,6 +72,8 @@ class Plan:
     slots_put: dict[SlotKey, SlotVal]       # 2. new generations
     members_put: dict[MemberKey, SlotVal]   # 3. before affinity can point at them
     local_put: set[int]                     # 4. before wildcard services need them
+    cidrs_put: set[CidrKey]                 #    and pod CIDRs and source ranges
+    ranges_put: set[RangeKey]               #    before the flags that use them
     fresh_ids: list[int]                    # 5. swept of old affinity and counters
     services_put: dict[ServiceKey, ServiceVal]  # 6. the flip
     services_delete: list[ServiceKey]       # 7. then what is gone
@@ -75,6 +81,8 @@ class Plan:
     members_delete: list[MemberKey]
     removed_ids: list[int]                  # their affinity and counters go too
     local_delete: set[int]
+    cidrs_delete: set[CidrKey]
+    ranges_delete: set[RangeKey]
     nft_delete: list[int]                   # 8. last: no slot names them now
     service_ids: dict[ServiceKey, int]      # for logs and metrics
     names: dict[int, str]                   # service id -> Service.name
@@ -83,22 +91,28 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not any((self.nft_put, self.slots_put, self.members_put, self.local_put,
+                        self.cidrs_put, self.ranges_put,
                         self.services_put, self.services_delete, self.slots_delete,
-                        self.members_delete, self.local_delete, self.nft_delete))
+                        self.members_delete, self.local_delete, self.cidrs_delete,
+                        self.ranges_delete, self.nft_delete))
 
     def summary(self) -> str:
         return (f"services +{len(self.services_put)} -{len(self.services_delete)}, "
                 f"slots +{len(self.slots_put)} -{len(self.slots_delete)}, "
                 f"members +{len(self.members_put)} -{len(self.members_delete)}, "
                 f"backends +{len(self.nft_put)} -{len(self.nft_delete)}, "
-                f"local addresses +{len(self.local_put)} -{len(self.local_delete)}")
+                f"local addresses +{len(self.local_put)} -{len(self.local_delete)}, "
+                f"pod CIDRs +{len(self.cidrs_put)} -{len(self.cidrs_delete)}, "
+                f"source ranges +{len(self.ranges_put)} -{len(self.ranges_delete)}")
 
 
 def after(current: Current, p: Plan) -> Current:
     """What the kernel holds once `p` is applied to `current` (pure), so the
     manager need not read every map back after each apply."""
     out = Current(dict(current.services), dict(current.slots), dict(current.members),
-                  dict(current.backends), set(current.local_addresses))
+                  dict(current.backends), set(current.local_addresses),
+                  (current.pod_cidrs | p.cidrs_put) - p.cidrs_delete,
+                  (current.source_ranges | p.ranges_put) - p.ranges_delete)
     out.backends.update(p.nft_put)
     out.slots.update(p.slots_put)
     out.members.update(p.members_put)
@@ -116,9 +130,20 @@ def after(current: Current, p: Plan) -> Current:
     return out
 
 
+_SCOPES = {"any": layout.SCOPE_ANY, "pod": layout.SCOPE_POD}
+_MASQ = {"": 0, "all": layout.SVC_MASQ_ALL, "off-pod": layout.SVC_MASQ_OFF_POD}
+
+
 def service_key(svc: Service) -> ServiceKey:
     addr = int(svc.address) if svc.address is not None else 0
-    return _new(ServiceKey, (addr, svc.port, PROTOCOLS[svc.protocol]))
+    return _new(ServiceKey, (addr, svc.port, PROTOCOLS[svc.protocol], _SCOPES[svc.scope]))
+
+
+def _flags(svc: Service, has_pod_twin: bool) -> int:
+    return ((layout.SVC_AFFINITY if svc.affinity_timeout else 0) | _MASQ[svc.masquerade]
+            | (layout.SVC_DROP_EMPTY if svc.drop_when_empty else 0)
+            | (layout.SVC_SOURCE_RANGES if svc.source_ranges else 0)
+            | (layout.SVC_POD_VARIANT if has_pod_twin else 0))
 
 
 class _Ids:
@@ -164,8 +189,12 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
     service_ids: dict[ServiceKey, int] = {}
     names: dict[int, str] = {}
     flushes: list[Flush] = []
+    ranges_want: set[RangeKey] = set()
+    twins = {(s.address, s.port, s.protocol) for s in desired.services if s.scope == "pod"}
 
-    for svc in desired.services:
+    # A scope "pod" entry goes first: the batch writes in order, and its
+    # twin's POD_VARIANT flag must never point at nothing.
+    for svc in sorted(desired.services, key=lambda s: s.scope != "pod"):
         key = service_key(svc)
         sid = svc_ids.get(key)
         service_ids[key] = sid
@@ -181,7 +210,9 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
             members_want[_new(MemberKey, (sid, bid))] = val
             entries.append(val)
         table = [entries[i] for i in slot_table([b.weight for b in live])]
-        flags = layout.SVC_AFFINITY if svc.affinity_timeout else 0
+        flags = _flags(svc, svc.scope == "any" and (svc.address, svc.port, svc.protocol) in twins)
+        for net in svc.source_ranges:
+            ranges_want.add(_new(RangeKey, (32 + net.prefixlen, sid, int(net.network_address))))
 
         old = cur_services.get(key)
         if old is not None and old.id == sid:
@@ -230,12 +261,17 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         flushes.append((_vip(key), key.port, current.backends[m.backend_id]))
 
     local_want = {int(a) for a in desired.local_addresses}
+    cidrs_want = {_new(CidrKey, (c.prefixlen, int(c.network_address))) for c in desired.pod_cidrs}
     result = Plan(
         nft_put=nft_put, slots_put=slots_put, members_put=members_put,
-        local_put=local_want - current.local_addresses, fresh_ids=svc_ids.fresh,
+        local_put=local_want - current.local_addresses,
+        cidrs_put=cidrs_want - current.pod_cidrs, ranges_put=ranges_want - current.source_ranges,
+        fresh_ids=svc_ids.fresh,
         services_put=services_put, services_delete=services_delete, slots_delete=slots_delete,
         members_delete=members_delete, removed_ids=removed_ids,
-        local_delete=current.local_addresses - local_want, nft_delete=nft_delete,
+        local_delete=current.local_addresses - local_want,
+        cidrs_delete=current.pod_cidrs - cidrs_want, ranges_delete=current.source_ranges - ranges_want,
+        nft_delete=nft_delete,
         service_ids=service_ids, names=names, udp_flushes=flushes,
     )
     check_capacity(result, current)
@@ -260,11 +296,13 @@ def check_capacity(p: Plan, current: Current) -> None:
     members_peak = len(current.members) + sum(1 for k in p.members_put if k not in current.members)
     over("blixt_members", members_peak, layout.MAX_MEMBERS)
     over("blixt_local_addrs", len(current.local_addresses | p.local_put), layout.MAX_LOCAL_ADDRS)
+    over("blixt_pod_cidrs", len(current.pod_cidrs | p.cidrs_put), layout.MAX_POD_CIDRS)
+    over("blixt_source_ranges", len(current.source_ranges | p.ranges_put), layout.MAX_SOURCE_RANGES)
 
 
 def describe(keys: Iterable[ServiceKey]) -> list[str]:
     return [f"{ipaddress.IPv4Address(k.addr) if k.addr else '*'}:{k.port}/"
-            f"{layout.PROTOCOL_NAMES.get(k.proto, k.proto)}" for k in keys]
+            f"{layout.PROTOCOL_NAMES.get(k.proto, k.proto)}{' (from pods)' if k.scope else ''}" for k in keys]
 
 
 # -- what the nftables table must know -----------------------------------------

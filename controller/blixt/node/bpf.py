@@ -15,7 +15,7 @@ import errno as _errno
 import os
 from typing import Iterator, Sequence
 
-from blixt.dataplane.layout import PERCPU_MAP_TYPES
+from blixt.dataplane.layout import BPF_MAP_TYPE_LPM_TRIE, PERCPU_MAP_TYPES
 
 # Element update flags.
 BPF_ANY = 0
@@ -334,6 +334,10 @@ class PinnedMap:
             raise ValueError(f"{len(keys)} keys but {len(values)} values")
         if not keys:
             return
+        if self.map_type == BPF_MAP_TYPE_LPM_TRIE:  # the kernel has no batch ops for tries
+            for k, v in zip(keys, values):
+                self.update(k, v, flags)
+            return
         kbuf = b"".join(self._key(k) for k in keys)
         vbuf = b"".join(self._value(v) for v in values)
         opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts), elem_flags=flags)
@@ -348,6 +352,8 @@ class PinnedMap:
         """Delete keys; absent keys are skipped (the kernel stops a batch at
         the first ENOENT, so we resume after it). Returns how many were
         deleted. On another failure the BpfError says how many were deleted."""
+        if self.map_type == BPF_MAP_TYPE_LPM_TRIE:
+            return sum(self.delete(k) for k in keys)
         kbuf = b"".join(self._key(k) for k in keys)
         opts = _BatchOpts(sz=ctypes.sizeof(_BatchOpts))
         total, start, deleted = len(keys), 0, 0

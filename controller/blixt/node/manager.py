@@ -43,7 +43,7 @@ MARKS_KEY = "blixt.io/marks"   # the mark layout, so a successor can read the ol
 DEFAULT_PRIORITY = 50
 # Maps a reload copies to the new program; stats too, so counters carry on.
 CARRIED_MAPS = ("blixt_services", "blixt_slots", "blixt_members", "blixt_local_addrs",
-                "blixt_affinity", "blixt_stats")
+                "blixt_pod_cidrs", "blixt_source_ranges", "blixt_affinity", "blixt_stats")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,6 +268,8 @@ class Manager:
         cur.slots = {L.SlotKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_slots"].items()}
         cur.members = {L.MemberKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_members"].items()}
         cur.local_addresses = {L.LocalAddr.unpack(k) for k in self.maps["blixt_local_addrs"].keys()}
+        cur.pod_cidrs = {L.CidrKey.unpack(k) for k in self.maps["blixt_pod_cidrs"].keys()}
+        cur.source_ranges = {L.SourceRangeKey.unpack(k) for k in self.maps["blixt_source_ranges"].keys()}
         reader = self.nft if backends_marks is None else NatTable(self.settings.netns, backends_marks,
                                                                   name=self.settings.nft_table)
         cur.backends = reader.backends()
@@ -297,6 +299,9 @@ class Manager:
         _put(m["blixt_slots"], L.SlotKey, L.Slot, p.slots_put)
         _put(m["blixt_members"], L.MemberKey, L.Slot, p.members_put)
         m["blixt_local_addrs"].update_batch([L.LocalAddr.pack(a) for a in p.local_put], [L.ONE] * len(p.local_put))
+        m["blixt_pod_cidrs"].update_batch([L.CidrKey.pack(c) for c in p.cidrs_put], [L.ONE] * len(p.cidrs_put))
+        m["blixt_source_ranges"].update_batch([L.SourceRangeKey.pack(r) for r in p.ranges_put],
+                                              [L.ONE] * len(p.ranges_put))
         self._sweep(p.fresh_ids)
         _put(m["blixt_services"], L.ServiceKey, L.Service, p.services_put)
         _delete(m["blixt_services"], map(L.ServiceKey.pack, p.services_delete))
@@ -304,6 +309,8 @@ class Manager:
         _delete(m["blixt_members"], map(L.MemberKey.pack, p.members_delete))
         self._sweep(p.removed_ids)
         _delete(m["blixt_local_addrs"], map(L.LocalAddr.pack, p.local_delete))
+        _delete(m["blixt_pod_cidrs"], map(L.CidrKey.pack, p.cidrs_delete))
+        _delete(m["blixt_source_ranges"], map(L.SourceRangeKey.pack, p.ranges_delete))
         self._nft_update(deletions, view)
         self._state = target
         conntrack.flush_udp(self.settings.netns, p.udp_flushes)

@@ -13,8 +13,10 @@ How a decision travels (see BUILD.md, "Dataplane choices"):
   -150 mangle   other tables may restore the mark from the ct mark (CONNMARK
                 --restore-mark): the stash survives that.
   -100 nat      `balance`: the ct mark's id picks the backend from @backends.
-  -90 filter    `guard`: drop INVALID packets of blixt's flows; reject the
-                reject bit; refuse anything else sent to a VIP.
+  -90 filter    `guard`: drop INVALID packets of blixt's flows; drop the
+                reject and masquerade bits together (source ranges, a Local
+                policy with no endpoint here), reject the reject bit alone;
+                refuse anything else sent to a VIP.
   100 nat       `finish`: masquerade the masquerade bit (the program sets it
                 for remote backends and for hairpin flows, where the client is
                 the chosen backend), and clear blixt's bits from the ct mark
@@ -121,7 +123,8 @@ class NatTable:
 
     def chains(self) -> tuple[Chain, ...]:
         m = self.marks
-        field, ids, masq, reject = (f"0x{v:08x}" for v in (m.field, m.id_mask, m.masq_mark, m.reject_mark))
+        field, ids, masq, reject, drop = (f"0x{v:08x}" for v in (
+            m.field, m.id_mask, m.masq_mark, m.reject_mark, m.masq_mark | m.reject_mark))
         keep = f"0x{~m.field & 0xFFFFFFFF:08x}"
         frontend = "ip daddr . meta l4proto . th dport"
         clear = f"ct mark set ct mark & {keep}"
@@ -141,6 +144,7 @@ class NatTable:
             Chain("guard", (
                 f"ct state invalid {frontend} @frontends counter drop",
                 f"ct state invalid ip saddr . th sport @{ENDPOINTS} counter drop",
+                f"ct mark & {drop} == {drop} counter drop",
                 f"ct mark & {reject} != 0 meta l4proto tcp counter reject with tcp reset",
                 f"ct mark & {reject} != 0 meta l4proto udp counter reject with icmp type port-unreachable",
                 f"ip daddr @vips {frontend} != @frontends goto refuse",

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from blixt.gateway_api import ROUTE_KINDS
 
-from . import addresses, dataplane, gateway, gatewayclass, routes
+from . import addresses, dataplane, gateway, gatewayclass, proxy, routes
 from .backends import Index
 from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
 
 
 def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
-              node_name: str | None = None) -> Translation:
+              node_name: str | None = None, services: proxy.ProxyOptions | None = None) -> Translation:
     """node_name: when given, backends on other nodes are masqueraded and
-    local ones are not; when None (a cluster-wide view), all are."""
+    local ones are not; when None (a cluster-wide view), all are.
+    services: when given, Kubernetes Services are served too, for that node."""
     statuses: dict[ObjectRef, dict] = {}
 
     classes = {}
@@ -48,8 +49,14 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
     for key, gs in gateways.items():
         statuses[ObjectRef("Gateway", *key)] = gateway.status(gs, now)
 
+    planes = dataplane.build(gateways.values(), by_id, resolutions, index, node_name)
+    skipped: tuple[str, ...] = ()
+    if services is not None:
+        proxied = proxy.build(snapshot.services, index.slices, services)
+        planes, skipped = dataplane.merge(proxied.services, planes, proxied.skipped)
     return Translation(
         statuses=statuses,
-        dataplane=dataplane.build(gateways.values(), by_id, resolutions, index, node_name),
+        dataplane=planes,
         addresses={key: list(gs.assigned.addresses) for key, gs in gateways.items() if gs.programmed},
+        skipped=skipped,
     )

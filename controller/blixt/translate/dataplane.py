@@ -34,3 +34,18 @@ def build(gateways, routes: dict, resolutions: dict, index: Index, node_name: st
                 services.append(Service(ipaddress.IPv4Address(addr), l.port, l.proto, picked,
                                         name=f"gateway/{ns}/{name}/{l.name}"))
     return Dataplane.of(services)
+
+
+def merge(services, gateways: Dataplane, skipped=()) -> tuple[Dataplane, tuple[str, ...]]:
+    """Kubernetes Services' frontends beside the Gateways'. A Gateway address
+    and port that a Service already serves is left to the Service (the
+    address is the Service's, by kube-proxy's rules), and said so."""
+    taken = {s.key[:3] for s in services}
+    notes = list(skipped)
+    kept = []
+    for g in gateways.services:
+        if g.key[:3] in taken:
+            notes.append(f"{g.name}: {g.key_text} is a Service's frontend; the Service wins")
+        else:
+            kept.append(g)
+    return Dataplane.of((*services, *kept), gateways.local_addresses, gateways.pod_cidrs), tuple(notes)

@@ -42,6 +42,7 @@ class Translation:
     statuses: Mapping[ObjectRef, dict]
     dataplane: Dataplane
     addresses: Mapping[NsName, list[str]]
+    skipped: tuple[str, ...] = ()  # frontends not programmed, and why (the agent logs them)
 
 
 def meta(obj: dict) -> dict:

@@ -1,0 +1,120 @@
+"""Kubernetes Services -> the frontends one node serves, as kube-proxy
+(v1.35, nftables mode) would: which endpoints each frontend balances over,
+who is masqueraded, and whether a frontend with no usable endpoint rejects
+or drops. Pure: no I/O.
+
+Per Service port (services.frontends gives the frontends, endpoints.select
+kube-proxy's endpoint choice):
+
+* ClusterIP: all endpoints, or the node's own with internalTrafficPolicy
+  Local. Masqueraded when the source is outside the pod CIDRs (kube-proxy's
+  ClusterCIDR local detector; nothing without CIDRs), or always with
+  masquerade-all.
+* NodePort, LoadBalancer IPs, externalIPs: externalTrafficPolicy Cluster
+  masquerades every flow and uses all endpoints; Local keeps the client IP
+  and uses the node's own endpoints, except for pod sources, which go to all
+  endpoints (a twin entry with scope "pod").
+* No endpoint anywhere that can serve: reject. Endpoints only on other nodes
+  under a Local policy: drop.
+* loadBalancerSourceRanges on LoadBalancer IPs, from every source; when a
+  range holds a node IP, the LoadBalancer IPs themselves are allowed too (a
+  node reaching its own VIP has it as source), as kube-proxy does.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+from typing import Iterable, Mapping
+
+from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
+from blixt.dataplane.model import Backend, Service
+
+from . import endpoints, services
+from .model import NsName
+
+_API_PROTOCOL = {v: k for k, v in services.PROTOCOLS.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyOptions:
+    node: str
+    zone: str = ""
+    pod_cidrs: tuple[ipaddress.IPv4Network, ...] = ()
+    masquerade_all: bool = False
+    node_ips: tuple[ipaddress.IPv4Address, ...] = ()  # primary IPs, for source ranges
+
+
+@dataclasses.dataclass(frozen=True)
+class Proxied:
+    services: tuple[Service, ...]
+    skipped: tuple[str, ...]  # frontends not served, with why (for logs)
+
+
+def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict]],
+          opts: ProxyOptions) -> Proxied:
+    """slices: EndpointSlices by the Service they belong to (backends.Index.slices)."""
+    out: list[Service] = []
+    skipped: list[str] = []
+    taken: set = set()
+    for key, obj in sorted(service_objs.items()):
+        for svc in _service(obj, slices.get(key, ()), opts, skipped):
+            if svc.key in taken:
+                skipped.append(f"{svc.name}: {svc.key_text} is already served by another Service")
+                continue
+            taken.add(svc.key)
+            out.append(svc)
+    # A twin whose main entry lost a conflict has nothing to stand in for.
+    mains = {s.key[:3] for s in out if s.scope == "any"}
+    return Proxied(tuple(s for s in out if s.key[:3] in mains), tuple(skipped))
+
+
+def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: list[str]) -> list[Service]:
+    fronts = services.frontends(obj)
+    if not fronts:
+        return []
+    spec = obj.get("spec") or {}
+    internal_local = spec.get("internalTrafficPolicy") == "Local"
+    external_local = spec.get("externalTrafficPolicy") == "Local"
+    uses_cluster, uses_local = endpoints.traffic_policies(obj)
+    slices = list(slices)
+    by_port = collections.defaultdict(list)
+    for f in fronts:
+        by_port[(f.port_name, f.protocol)].append(f)
+    out = []
+    for (port_name, proto), group in by_port.items():
+        ns, name = group[0].service
+        label = f"service/{ns}/{name}:{port_name or group[0].port}"
+        if proto not in SUPPORTED:
+            skipped.append(f"{label}: protocol {proto.upper()} is not supported")
+            continue
+        eps = endpoints.from_slices(slices, port_name, _API_PROTOCOL[proto], opts.node)
+        sel = endpoints.select(eps, opts.node, opts.zone, uses_cluster, uses_local)
+        cluster, local = _backends(sel.cluster), _backends(sel.local)
+        for f in group:
+            common = dict(port=f.port, protocol=proto, affinity_timeout=f.affinity_timeout,
+                          name=f"{label}/{f.kind}", source_ranges=_ranges(f, opts))
+            if not f.external:
+                local_policy = internal_local
+                masq = "all" if opts.masquerade_all else ("off-pod" if opts.pod_cidrs else "")
+            else:
+                local_policy = external_local
+                masq = "" if external_local else "all"
+            picked = local if local_policy else cluster
+            out.append(Service(f.address, backends=picked, masquerade=masq,
+                               drop_when_empty=local_policy and sel.has_any, **common))
+            if f.external and external_local and opts.pod_cidrs and cluster:
+                out.append(Service(f.address, backends=cluster, scope="pod", **common))
+    return out
+
+
+def _backends(eps: Iterable[endpoints.Endpoint]) -> tuple[Backend, ...]:
+    return tuple(sorted({Backend(e.ip, e.port) for e in eps}))
+
+
+def _ranges(f: services.Frontend, opts: ProxyOptions) -> tuple[ipaddress.IPv4Network, ...]:
+    ranges = f.source_ranges
+    if ranges and f.address is not None and any(ip in r for r in ranges for ip in opts.node_ips):
+        ranges = (*ranges, ipaddress.IPv4Network(f.address))
+    return ranges
