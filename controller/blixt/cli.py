@@ -19,9 +19,11 @@ from blixt.bpfman import client as bpfman
 DESCRIPTION = """\
 blixt is a layer-4 load balancer for Kubernetes. It implements Gateway API
 GatewayClass, Gateway, TCPRoute and UDPRoute with TC eBPF programs that bpfman
-loads, and the kernel's conntrack and NAT. Services serve only as route
-backends; Service load balancing (ClusterIP, NodePort, LoadBalancer) is not
-implemented.
+loads, and the kernel's conntrack and NAT. With `agent --proxy-services` it
+also serves Kubernetes Services (ClusterIP, NodePort, LoadBalancer,
+externalIPs) for traffic arriving on the interfaces it attaches to; traffic
+that node processes originate is not balanced yet, so it does not replace
+kube-proxy.
 """
 
 EPILOG = """\
@@ -92,14 +94,51 @@ def _interface(text: str):
     return Attachment(text)
 
 
-def _netns_addresses(netns: str | None):
-    """The namespace's global IPv4 addresses: wildcard (NodePort-style) entries match them."""
-    argv = (["ip", "netns", "exec", netns] if netns else []) + ["ip", "-j", "-4", "addr", "show", "scope", "global"]
+def _netns_addresses(netns: str | None, dev: str | None = None):
+    """The namespace's (or one device's) global IPv4 addresses."""
+    argv = ((["ip", "netns", "exec", netns] if netns else []) + ["ip", "-j", "-4", "addr", "show", "scope", "global"]
+            + (["dev", dev] if dev else []))
 
     def read() -> frozenset:
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return frozenset(ipaddress.IPv4Address(a["local"]) for link in json.loads(out) for a in link.get("addr_info", []))
     return read
+
+
+def _cidrs(text: str) -> list[ipaddress.IPv4Network]:
+    try:
+        nets = [ipaddress.ip_network(t.strip(), strict=False) for t in text.split(",") if t.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if any(n.version != 4 for n in nets):
+        raise argparse.ArgumentTypeError(f"{text!r}: only IPv4 CIDRs are supported")
+    return nets
+
+
+def _ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _service_proxy(args: argparse.Namespace, all_addresses):
+    """(ProxyOptions or None, the addresses wildcard frontends match)."""
+    from blixt.translate import nodeports
+    from blixt.translate.proxy import ProxyOptions
+    if not args.proxy_services:
+        return None, all_addresses
+    option = nodeports.parse(v for text in args.nodeport_addresses for v in text.split(","))
+    node_ips = tuple(args.node_ip)
+    if not node_ips:
+        # The primary IPs default to those of the first interface attached.
+        first = args.interface[0].iface
+        node_ips = tuple(sorted(_netns_addresses(args.netns, first)()))
+        logging.getLogger("blixt.agent").info("--node-ip not given; the node's primary IPs are %s's: %s",
+                                              first, ", ".join(map(str, node_ips)) or "none")
+    proxy = ProxyOptions(node=args.node, pod_cidrs=tuple(n for t in args.cluster_cidr for n in t),
+                         masquerade_all=args.masquerade_all, node_ips=node_ips)
+    return proxy, lambda: nodeports.addresses(option, all_addresses(), node_ips)
 
 
 def _run_agent(args: argparse.Namespace) -> int:
@@ -114,6 +153,7 @@ def _run_agent(args: argparse.Namespace) -> int:
     else:
         bytecode = bpfman.Image(args.bytecode_image)
     try:
+        proxy, local_addresses = _service_proxy(args, _netns_addresses(args.netns))
         marks = MarkConfig(args.mark_id_shift, args.mark_id_mask, args.mark_masquerade, args.mark_reject)
         settings = Settings(node=args.node, bytecode=bytecode, attachments=tuple(args.interface),
                             mode=args.attach_mode, netns=args.netns, marks=marks, priority=args.priority)
@@ -133,8 +173,8 @@ def _run_agent(args: argparse.Namespace) -> int:
         print(f"blixt agent: {e}", file=sys.stderr)
         return 1
     cache = Cache(api, resync=args.resync).start()
-    agent = Agent(cache, manager, args.node, local_addresses=_netns_addresses(args.netns),
-                  controller_name=args.controller_name, resync=args.resync)
+    agent = Agent(cache, manager, args.node, local_addresses=local_addresses,
+                  controller_name=args.controller_name, resync=args.resync, proxy=proxy)
     try:
         # Programs stay loaded on exit: a restarted agent adopts them, and
         # established flows never notice.
@@ -277,6 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, default in (("--mark-id-mask", layout.DEFAULT_ID_MASK), ("--mark-masquerade", layout.DEFAULT_MASQ_MARK),
                           ("--mark-reject", layout.DEFAULT_REJECT_MARK)):
         marks.add_argument(flag, type=lambda t: int(t, 0), default=default, help=f"(default: {default:#x})")
+    svc = agent.add_argument_group(
+        "Kubernetes Services (kube-proxy's meaning; traffic arriving on the --interface devices only)")
+    svc.add_argument("--proxy-services", action="store_true",
+                     help="serve Services' ClusterIPs, NodePorts, LoadBalancer IPs and externalIPs; "
+                          "not alongside kube-proxy, which would serve them too")
+    svc.add_argument("--cluster-cidr", action="append", default=[], type=_cidrs, metavar="CIDR[,CIDR]",
+                     help="the pods' CIDRs: ClusterIP traffic from elsewhere is masqueraded, and pods reach "
+                          "externalTrafficPolicy Local Services through any endpoint; repeatable")
+    svc.add_argument("--masquerade-all", action="store_true", help="masquerade all traffic to ClusterIPs")
+    svc.add_argument("--nodeport-addresses", action="append", default=[], metavar="primary|CIDR[,CIDR]",
+                     help="addresses that serve NodePorts: `primary` (the default) for the --node-ip "
+                          "addresses, or the node's addresses in these CIDRs (0.0.0.0/0: all)")
+    svc.add_argument("--node-ip", action="append", default=[], type=_ipv4, metavar="IP",
+                     help="the node's primary IP (its InternalIP; repeatable; default: the first "
+                          "--interface's addresses)")
     agent.set_defaults(run=_run_agent)
 
     progs = sub.add_parser(

@@ -21,6 +21,7 @@ from blixt.dataplane.plan import describe, service_key
 from blixt.node.frontend_metrics import FrontendCollector
 from blixt.node.manager import Manager
 from blixt.timestamps import utc_now
+from blixt.translate.proxy import ProxyOptions
 from blixt.kube import metrics
 from blixt.kube.leader import LeaderElector
 from blixt.kube.status import StatusWriter
@@ -113,8 +114,9 @@ class Agent:
     def __init__(self, cache: Cache, manager: Manager, node: str,
                  local_addresses: Callable[[], frozenset[ipaddress.IPv4Address]] = frozenset,
                  controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0,
-                 registry=metrics.REGISTRY):
+                 registry=metrics.REGISTRY, proxy: ProxyOptions | None = None):
         self.cache = cache
+        self.proxy = proxy  # None: Gateways only
         self.manager = manager
         self.frontend_metrics = FrontendCollector(manager.stats)  # per-frontend counters, read at scrape
         registry.register(self.frontend_metrics)
@@ -124,6 +126,7 @@ class Agent:
         self.synced_once = threading.Event()
         self.loop = Loop(cache, self.reconcile, resync)
         self._passes = 0
+        self._skipped: tuple[str, ...] = ()
 
     def ready(self) -> bool:
         """Ready only once a full sync has been applied to the dataplane."""
@@ -136,8 +139,14 @@ class Agent:
         if self._passes % 50 == 0:
             self.manager.refresh()  # now and then, trust the kernel over our copy
         result = translate.translate(snapshot_of(self.cache), now=utc_now(),
-                                     controller_name=self.controller_name, node_name=self.node)
-        desired = Dataplane(result.dataplane.services, self.local_addresses())
+                                     controller_name=self.controller_name, node_name=self.node,
+                                     services=self.proxy)
+        if result.skipped != self._skipped:
+            for note in sorted(set(result.skipped) - set(self._skipped)):
+                log.warning("not programmed: %s", note)
+            self._skipped = result.skipped
+        desired = Dataplane(result.dataplane.services, self.local_addresses(),
+                            self.proxy.pod_cidrs if self.proxy else ())
         try:
             plan = self.manager.apply(desired)
         except Exception:

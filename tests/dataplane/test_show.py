@@ -62,7 +62,9 @@ def test_show_and_metrics_report_what_the_kernel_counted(node, bpfman_server, at
     assert (fill["blixt_services"]["entries"], fill["blixt_members"]["entries"]) == (1, 2)
     assert fill["blixt_slots"]["entries"] == sum(slot_counts(WEIGHTS))
     assert fill["blixt_stats"]["entries"] == 1
-    assert all(m["memlock"] > 0 and m["max_entries"] > 0 for m in fill.values())
+    assert all(m["max_entries"] > 0 for m in fill.values())
+    # An empty LPM trie (no pod CIDRs, no source ranges here) is charged nothing.
+    assert all(m["memlock"] > 0 for m in fill.values() if m["entries"]), fill
 
     text = show_node(node, bpfman_server)
     assert text.returncode == 0, text.stderr

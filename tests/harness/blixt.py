@@ -66,11 +66,12 @@ class Node:
         self.controller.wait_until(lambda: _http_ok(port, "/readyz"), timeout=60, what="blixt controller ready")
         return self.controller
 
-    def start_agent(self) -> Process:
+    def start_agent(self, *extra: str) -> Process:
+        """extra: more agent flags (more --interface, --proxy-services ...)."""
         self.agent, port = self._blixt(
             "agent", f"--node={self.name}", f"--bpfman-socket={self.bpfman_socket}",
             f"--bytecode-image={self.bytecode_image}", f"--netns={self.topo.node.netns}",
-            "--interface=eth-client", f"--attach-mode={self.mode}")
+            "--interface=eth-client", f"--attach-mode={self.mode}", *extra)
         self.agent_port = port
         self.agent.wait_until(lambda: _http_ok(port, "/readyz"), timeout=90, what="blixt agent ready")
         return self.agent
@@ -98,10 +99,13 @@ class Node:
             self.cluster.kubectl("apply", "-f", "-", input=manifest)
 
     def write_endpoints(self, namespace: str, service: str, pods: list[int],
-                        ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None) -> None:
+                        ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None,
+                        nodes: dict[int, str] | None = None) -> None:
         """The EndpointSlice an endpoint controller would write for `service`
         backed by these pods; ports are (name, protocol, port) as the Service's
-        ports resolve to on the pods."""
+        ports resolve to on the pods. nodes: pod -> nodeName where it is not
+        this node."""
+        nodes = nodes or {}
         ports = ports or [("tcp", "TCP", ECHO_PORT), ("udp", "UDP", ECHO_PORT)]
         body = {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -110,7 +114,7 @@ class Node:
                                     "endpointslice.kubernetes.io/managed-by": "blixt-tests"}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": [self.topo.pods[i].address], "conditions": {"ready": True},
-                           "nodeName": self.name, "targetRef": {"kind": "Pod", "name": f"pod{i}",
+                           "nodeName": nodes.get(i, self.name), "targetRef": {"kind": "Pod", "name": f"pod{i}",
                                                                 "namespace": namespace}}
                           for i in pods],
             "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],

@@ -1,0 +1,184 @@
+"""Kubernetes Services through blixt's agent (--proxy-services), flow by flow.
+
+The node namespace has three pods: pod0 and pod1 on this node, pod2 named
+as another node's in the EndpointSlices (it is reachable all the same, as
+a remote pod would be through the pod network). Every case sends real
+connections and records, per flow, which pod answered and which source
+address the pod saw (the client's own, or a node address: masqueraded), or
+how it failed (refused: TCP RST / ICMP port unreachable; timeout: dropped).
+The expected tables are kube-proxy's behaviour (nftables mode, v1.35)."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+
+from harness.blixt import Node
+from harness.traffic import run_client
+
+pytestmark = [pytest.mark.kube, pytest.mark.bpfman, pytest.mark.netns]
+
+NS = "default"
+REMOTE = "node-far"  # pod2's node in the EndpointSlices
+NODE_IP = "198.18.0.1"
+LB_IP = "198.18.201.7"
+EXTERNAL_IP = "198.18.201.8"
+PORTS = [("tcp", "TCP", 8080), ("udp", "UDP", 8080)]
+
+
+@pytest.fixture(scope="module")
+def node(kube, bpfman_server, bytecode_image, workdir):
+    n = Node(workdir / "e2e-services", kube, bpfman_server.socket, bytecode_image, name="svc-node")
+    n.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        pod_cidrs = ",".join(f"{p.address.rsplit('.', 1)[0]}.0/24" for p in n.topo.pods)
+        n.start_agent(*(f"--interface={p}" for p in ("eth-pod0", "eth-pod1", "eth-pod2")),
+                      "--proxy-services", f"--cluster-cidr={pod_cidrs}", f"--node-ip={NODE_IP}")
+        yield n
+    finally:
+        n.close()
+        with bpfman_server.client() as c:
+            for p in c.list(match_metadata={"blixt.io/node": n.name}):
+                c.unload(p.id)
+
+
+@pytest.fixture
+def svc(node, kube):
+    """Apply a Service (and its EndpointSlice); both deleted afterwards."""
+    made = []
+
+    def apply(name: str, cluster_ip: str, spec: dict | None = None, pods=(0, 1, 2), status: dict | None = None):
+        ports = [{"name": "tcp", "protocol": "TCP", "port": 80, "targetPort": 8080},
+                 {"name": "udp", "protocol": "UDP", "port": 80, "targetPort": 8080}]
+        spec = {"clusterIP": cluster_ip, "ports": ports, **(spec or {})}
+        for p, np in zip(spec["ports"], spec.pop("nodePorts", ())):
+            p["nodePort"] = np
+        body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS}, "spec": spec}
+        kube.kubectl("apply", "-f", "-", input=json.dumps(body))
+        made.append(name)
+        if status is not None:
+            kube.kubectl("patch", "service", name, "-n", NS, "--subresource=status", "--type=merge",
+                         "-p", json.dumps({"status": status}))
+        if pods:
+            node.write_endpoints(NS, name, list(pods), PORTS, nodes={2: REMOTE})
+    yield apply
+    for name in made:
+        kube.kubectl("delete", "service", name, "-n", NS, "--wait=false", check=False)
+        kube.kubectl("delete", "endpointslice", f"{name}-blixt", "-n", NS, "--wait=false", check=False)
+
+
+def outcomes(node: Node, host, addr: str, port: int, proto: str = "tcp", count: int = 12,
+             timeout: float = 2.0) -> collections.Counter:
+    """(pod, "client" | "node" | other source) per answered flow; "refused" or "timeout" otherwise."""
+    res = run_client(host, proto, addr, port, "--count", count, "--timeout", timeout)
+    node_ips = {node.topo.node.address} | {p.address.rsplit(".", 1)[0] + ".1" for p in node.topo.pods}
+    out = collections.Counter()
+    for answer in res["answers"]:
+        pod, peer = answer.split()[:2]
+        ip = peer.rsplit(":", 1)[0]
+        out[(pod, "client" if ip == host.address else "node" if ip in node_ips else ip)] += 1
+    for err in res["errors"]:
+        out["refused" if "Refused" in err else "timeout" if "timed out" in err else err] += 1
+    return out
+
+
+def seen(counter) -> set:
+    return set(counter)
+
+
+def converge(node: Node, what: str, fn, want, timeout: float = 20.0):
+    """Poll fn() until it gives `want` (the agent converges after the apply)."""
+    return node.wait_for(what, lambda: (lambda got: got if got == want else None)(fn()) or None,
+                         timeout=timeout, interval=0.5)
+
+
+def test_cluster_ip_from_outside_is_masqueraded_and_from_a_pod_keeps_the_pod_ip(node, svc):
+    svc("web", "10.96.10.1")
+    client, pod0 = node.topo.client, node.topo.pods[0]
+    everyone = {("pod0", "node"), ("pod1", "node"), ("pod2", "node")}
+    converge(node, "ClusterIP from outside", lambda: seen(outcomes(node, client, "10.96.10.1", 80, count=24)),
+             everyone)
+    assert seen(outcomes(node, client, "10.96.10.1", 80, "udp", count=24)) == everyone
+    # From a pod: the real source, except hairpin to itself (masqueraded, as kube-proxy does).
+    assert seen(outcomes(node, pod0, "10.96.10.1", 80, count=24)) == {
+        ("pod0", "node"), ("pod1", "client"), ("pod2", "client")}
+
+
+def test_node_port_cluster_policy_masquerades_and_uses_every_endpoint(node, svc):
+    svc("np", "10.96.10.2", {"type": "NodePort", "nodePorts": [30080, 30080]})
+    everyone = {("pod0", "node"), ("pod1", "node"), ("pod2", "node")}
+    converge(node, "NodePort", lambda: seen(outcomes(node, node.topo.client, NODE_IP, 30080, count=24)), everyone)
+    assert seen(outcomes(node, node.topo.client, NODE_IP, 30080, "udp", count=24)) == everyone
+    # Only the primary IP serves NodePorts (--nodeport-addresses primary): on a pod-side address of
+    # the node nothing listens, and the node's own stack refuses.
+    other = node.topo.pods[0].address.rsplit(".", 1)[0] + ".1"
+    assert outcomes(node, node.topo.client, other, 30080, count=1) == collections.Counter({"refused": 1})
+
+
+def test_node_port_local_policy_keeps_the_client_ip_and_pods_reach_every_endpoint(node, svc):
+    svc("local", "10.96.10.3", {"type": "NodePort", "nodePorts": [30081, 30081], "externalTrafficPolicy": "Local"})
+    converge(node, "Local NodePort", lambda: seen(outcomes(node, node.topo.client, NODE_IP, 30081, count=24)),
+             {("pod0", "client"), ("pod1", "client")})
+    assert seen(outcomes(node, node.topo.client, NODE_IP, 30081, "udp", count=24)) == {
+        ("pod0", "client"), ("pod1", "client")}
+    # A pod's traffic to the external address goes to every endpoint (kube-proxy's short-circuit).
+    assert seen(outcomes(node, node.topo.pods[1], NODE_IP, 30081, count=24)) == {
+        ("pod0", "client"), ("pod1", "node"), ("pod2", "client")}
+
+
+def test_local_policy_with_endpoints_only_elsewhere_drops_outside_traffic(node, svc):
+    svc("far", "10.96.10.4", {"type": "NodePort", "nodePorts": [30082, 30082], "externalTrafficPolicy": "Local"},
+        pods=(2,))
+    converge(node, "dropped", lambda: outcomes(node, node.topo.client, NODE_IP, 30082, count=2, timeout=1.0),
+             collections.Counter({"timeout": 2}))
+    assert seen(outcomes(node, node.topo.pods[0], NODE_IP, 30082, count=4)) == {("pod2", "client")}
+    # The ClusterIP is internal traffic, Cluster policy: served.
+    assert seen(outcomes(node, node.topo.client, "10.96.10.4", 80, count=4)) == {("pod2", "node")}
+
+
+def test_no_endpoints_rejects_tcp_and_udp_on_every_frontend(node, svc):
+    svc("empty", "10.96.10.5", {"type": "NodePort", "nodePorts": [30083, 30083]}, pods=())
+    refused = collections.Counter({"refused": 2})
+    converge(node, "rejected", lambda: outcomes(node, node.topo.client, "10.96.10.5", 80, count=2), refused)
+    assert outcomes(node, node.topo.client, NODE_IP, 30083, count=2) == refused
+    assert outcomes(node, node.topo.client, "10.96.10.5", 80, "udp", count=2) == refused
+    assert outcomes(node, node.topo.pods[0], "10.96.10.5", 80, count=2) == refused
+
+
+def test_internal_traffic_policy_local(node, svc):
+    svc("itp", "10.96.10.6", {"internalTrafficPolicy": "Local"})
+    converge(node, "local endpoints only", lambda: seen(outcomes(node, node.topo.pods[2], "10.96.10.6", 80, count=24)),
+             {("pod0", "client"), ("pod1", "client")})
+    svc("itp-far", "10.96.10.7", {"internalTrafficPolicy": "Local"}, pods=(2,))
+    converge(node, "dropped", lambda: outcomes(node, node.topo.pods[0], "10.96.10.7", 80, count=2, timeout=1.0),
+             collections.Counter({"timeout": 2}))
+
+
+def test_load_balancer_ip_and_its_source_ranges(node, svc, kube):
+    status = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
+    svc("lb", "10.96.10.8", {"type": "LoadBalancer", "nodePorts": [30084, 30084],
+                             "loadBalancerSourceRanges": [" 198.18.0.0/30 "]}, status=status)
+    everyone = {("pod0", "node"), ("pod1", "node"), ("pod2", "node")}
+    converge(node, "LoadBalancer IP", lambda: seen(outcomes(node, node.topo.client, LB_IP, 80, count=24)), everyone)
+    kube.kubectl("patch", "service", "lb", "-n", NS, "--type=merge",
+                 "-p", json.dumps({"spec": {"loadBalancerSourceRanges": ["203.0.113.0/24"]}}))
+    converge(node, "source outside the ranges dropped",
+             lambda: outcomes(node, node.topo.client, LB_IP, 80, count=2, timeout=1.0),
+             collections.Counter({"timeout": 2}))
+    # NodePorts are not subject to the ranges.
+    assert seen(outcomes(node, node.topo.client, NODE_IP, 30084, count=12)) == everyone
+
+
+def test_external_ips(node, svc):
+    svc("ext", "10.96.10.9", {"externalIPs": [EXTERNAL_IP]})
+    converge(node, "externalIP", lambda: seen(outcomes(node, node.topo.client, EXTERNAL_IP, 80, count=24)),
+             {("pod0", "node"), ("pod1", "node"), ("pod2", "node")})
+
+
+def test_client_ip_affinity_keeps_one_backend(node, svc):
+    svc("sticky", "10.96.10.10", {"sessionAffinity": "ClientIP",
+                                  "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
+    got = node.wait_for("affinity", lambda: outcomes(node, node.topo.client, "10.96.10.10", 80, count=20) or None)
+    assert len(got) == 1 and sum(got.values()) == 20, got
