@@ -1,4 +1,5 @@
-"""Kubernetes Services through blixt's agent (--proxy-services), flow by flow.
+"""Kubernetes Services through blixt's agent (--proxy-services), flow by flow,
+and the same tests through real kube-proxy (nftables mode) as the reference.
 
 The node namespace has three pods: pod0 and pod1 on this node, pod2 named
 as another node's in the EndpointSlices (it is reachable all the same, as
@@ -6,7 +7,8 @@ a remote pod would be through the pod network). Every case sends real
 connections and records, per flow, which pod answered and which source
 address the pod saw (the client's own, or a node address: masqueraded), or
 how it failed (refused: TCP RST / ICMP port unreachable; timeout: dropped).
-The expected tables are kube-proxy's behaviour (nftables mode, v1.35)."""
+The expected tables are kube-proxy's behaviour (nftables mode, v1.35); the
+kube-proxy run proves them."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import pytest
 
 from harness.blixt import Node
+from harness.kube_proxy import KubeProxy
 from harness.traffic import run_client
 
 pytestmark = [pytest.mark.kube, pytest.mark.bpfman, pytest.mark.netns]
@@ -26,18 +29,32 @@ NODE_IP = "198.18.0.1"
 LB_IP = "198.18.201.7"
 EXTERNAL_IP = "198.18.201.8"
 PORTS = [("tcp", "TCP", 8080), ("udp", "UDP", 8080)]
+POD_CIDR = "10.244.0.0/16"  # the pods are 10.244.{1,2,3}.2
 
 
-@pytest.fixture(scope="module")
-def node(kube, bpfman_server, bytecode_image, workdir):
-    n = Node(workdir / "e2e-services", kube, bpfman_server.socket, bytecode_image, name="svc-node")
+@pytest.fixture(scope="module", params=["blixt", "kube-proxy"])
+def node(request, kube, bpfman_server, bytecode_image, workdir):
+    """The node namespace served by blixt's agent, or by real kube-proxy
+    (nftables mode) with the same settings: the same tests must pass on both."""
+    wd = workdir / f"e2e-services-{request.param}"
+    n = Node(wd, kube, bpfman_server.socket, bytecode_image, name="svc-node", pod_net="10.244")
     n.workdir.mkdir(parents=True, exist_ok=True)
+    reference = None
+    # Like a real node: a default route (ClusterIPs without endpoints get an
+    # answer from the proxy, not "network unreachable" from routing), and no
+    # ICMP rate limit, so each rejected UDP datagram gets its port unreachable.
+    n.topo.node.exec("ip", "route", "add", "default", "via", n.topo.client.address)
+    n.topo.node.exec("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
     try:
-        pod_cidrs = ",".join(f"{p.address.rsplit('.', 1)[0]}.0/24" for p in n.topo.pods)
-        n.start_agent(*(f"--interface={p}" for p in ("eth-pod0", "eth-pod1", "eth-pod2")),
-                      "--proxy-services", f"--cluster-cidr={pod_cidrs}", f"--node-ip={NODE_IP}")
+        if request.param == "blixt":
+            n.start_agent(*(f"--interface={p}" for p in ("eth-pod0", "eth-pod1", "eth-pod2")),
+                          "--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}")
+        else:
+            reference = KubeProxy(wd, kube, n.topo.node.netns, n.name, NODE_IP, POD_CIDR, f"{NODE_IP}/32")
         yield n
     finally:
+        if reference is not None:
+            reference.close()
         n.close()
         with bpfman_server.client() as c:
             for p in c.list(match_metadata={"blixt.io/node": n.name}):
@@ -89,9 +106,18 @@ def seen(counter) -> set:
 
 
 def converge(node: Node, what: str, fn, want, timeout: float = 20.0):
-    """Poll fn() until it gives `want` (the agent converges after the apply)."""
-    return node.wait_for(what, lambda: (lambda got: got if got == want else None)(fn()) or None,
-                         timeout=timeout, interval=0.5)
+    """Poll fn() until it gives `want` (the proxy converges after the apply);
+    on a timeout, say what it gave last."""
+    last = []
+
+    def check():
+        last[:] = [fn()]
+        return last[0] == want
+    try:
+        node.wait_for(what, check, timeout=timeout, interval=0.5)
+    except TimeoutError:
+        raise AssertionError(f"{what}: want {want}, last got {last[0] if last else None}") from None
+    return last[0]
 
 
 def test_cluster_ip_from_outside_is_masqueraded_and_from_a_pod_keeps_the_pod_ip(node, svc):
@@ -180,5 +206,6 @@ def test_external_ips(node, svc):
 def test_client_ip_affinity_keeps_one_backend(node, svc):
     svc("sticky", "10.96.10.10", {"sessionAffinity": "ClientIP",
                                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
-    got = node.wait_for("affinity", lambda: outcomes(node, node.topo.client, "10.96.10.10", 80, count=20) or None)
+    got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
+        outcomes(node, node.topo.client, "10.96.10.10", 80, count=20)))
     assert len(got) == 1 and sum(got.values()) == 20, got

@@ -30,11 +30,12 @@ class Node:
     """A node namespace with blixt's agent, and pods running echo servers."""
 
     def __init__(self, workdir: pathlib.Path, cluster: Cluster, bpfman_socket: pathlib.Path,
-                 bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str | None = None):
+                 bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str | None = None,
+                 pod_net: str = "198.18"):
         self.workdir = workdir
         self.cluster = cluster
         self.name = name or f"node-{next(_serial)}"  # bpfman metadata tells nodes apart
-        self.topo = Topology(pods=pods, name="e2e")
+        self.topo = Topology(pods=pods, name="e2e", pod_net=pod_net)
         self.procs: list[Process] = []
         self.servers: list[subprocess.Popen] = []
         self.controller: Process | None = None

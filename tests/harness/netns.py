@@ -38,7 +38,10 @@ class Host:
 
 
 class Topology:
-    def __init__(self, pods: int = 2, name: str = "t"):
+    """pod_net: the first two octets of the pods' networks (pod i is
+    {pod_net}.{i+1}.2/24, the node's side .1)."""
+
+    def __init__(self, pods: int = 2, name: str = "t", pod_net: str = "198.18"):
         paths.require_root("network namespaces")
         paths.require_tool("ip", "iproute2")
         if pods > 250:
@@ -46,7 +49,7 @@ class Topology:
         self.prefix = f"bx{os.getpid() % 100000}{name}{next(_serial)}"
         self.namespaces: list[str] = []
         try:
-            self._build(pods)
+            self._build(pods, pod_net)
         except BaseException:
             self.close()
             raise
@@ -65,7 +68,7 @@ class Topology:
         run(["ip", "-n", a_ns, "link", "set", a_if, "up"])
         run(["ip", "-n", b_ns, "link", "set", b_if, "up"])
 
-    def _build(self, pods: int) -> None:
+    def _build(self, pods: int, pod_net: str) -> None:
         node_ns = self._ns("node")
         run(["ip", "netns", "exec", node_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         client_ns = self._ns("client")
@@ -76,9 +79,10 @@ class Topology:
         self.pods: list[Host] = []
         for i in range(pods):
             pod_ns = self._ns(f"pod{i}")
-            self._link(node_ns, f"eth-pod{i}", f"198.18.{i + 1}.1", pod_ns, "eth0", f"198.18.{i + 1}.2")
-            run(["ip", "-n", pod_ns, "route", "add", "default", "via", f"198.18.{i + 1}.1"])
-            self.pods.append(Host(pod_ns, f"198.18.{i + 1}.2", "eth0"))
+            net = f"{pod_net}.{i + 1}"
+            self._link(node_ns, f"eth-pod{i}", f"{net}.1", pod_ns, "eth0", f"{net}.2")
+            run(["ip", "-n", pod_ns, "route", "add", "default", "via", f"{net}.1"])
+            self.pods.append(Host(pod_ns, f"{net}.2", "eth0"))
 
     def close(self) -> None:
         errors = []

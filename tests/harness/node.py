@@ -234,7 +234,7 @@ def _starttime(pid: int) -> str | None:
 class NodeCluster:
     def __init__(self, workdir: pathlib.Path = DEFAULT_WORKDIR, netns_prefix: str = "blixt"):
         paths.require_root("a one-node cluster")
-        self.bin = paths.CACHE / "cluster" / "bin"
+        self.bin = paths.CLUSTER_BIN
         self.cni_bin = paths.CACHE / "cluster" / "cni" / "bin"
         for b in ("kubelet", "kube-controller-manager", "kube-scheduler", "containerd",
                   "containerd-shim-runc-v2", "ctr", "runc", "crictl"):

@@ -18,6 +18,8 @@ KUBE_BIN = CACHE / "kube"
 KUBE_APISERVER = KUBE_BIN / "kube-apiserver"
 KUBECTL = KUBE_BIN / "kubectl"
 ETCD = KUBE_BIN / "etcd"
+CLUSTER_BIN = CACHE / "cluster" / "bin"  # make deps-cluster
+KUBE_PROXY = CLUSTER_BIN / "kube-proxy"
 GATEWAY_API_CRDS = CACHE / "gateway-api"
 BYTECODE_OBJECT = BUILD / "blixt.bpf.o"
 

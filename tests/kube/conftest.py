@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as kclient, config as kconfig
 
 from apiobjects import Objects
-from cuttable_proxy import CuttableProxy
+from harness.forward import CuttableProxy
 
 
 @pytest.fixture

@@ -1,19 +1,51 @@
-"""A TCP forwarder whose connections a test can cut: the network failing
-between a client and the apiserver, without touching the apiserver."""
+"""A TCP forwarder to the apiserver: whose connections a test can cut (the
+network failing between a client and the apiserver, without touching the
+apiserver), or that listens inside a network namespace (so a process there,
+kube-proxy, reaches the test apiserver on 127.0.0.1 of the host)."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import socket
 import threading
+
+CLONE_NEWNET = 0x40000000
+
+
+@contextlib.contextmanager
+def _in_netns(netns: str | None):
+    """The calling thread in `ip netns` namespace netns meanwhile (setns is
+    per thread); sockets made inside stay in it."""
+    if netns is None:
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {netns}")
+        try:
+            yield
+        finally:
+            if libc.setns(home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back home")
+    finally:
+        os.close(home)
+        os.close(target)
 
 
 class CuttableProxy:
     """A TCP forwarder to the apiserver whose connections a test can cut, and
-    which refuses new ones (accept, then close) while blocked."""
+    which refuses new ones (accept, then close) while blocked. listen_netns:
+    listen on 127.0.0.1 of that namespace; connections go out from ours."""
 
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int], listen_netns: str | None = None):
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        with _in_netns(listen_netns):
+            self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.blocked = threading.Event()
         self.lock = threading.Lock()
