@@ -97,7 +97,9 @@ def outcomes(node: Node, host, addr: str, port: int, proto: str = "tcp", count: 
         ip = peer.rsplit(":", 1)[0]
         out[(pod, "client" if ip == host.address else "node" if ip in node_ips else ip)] += 1
     for err in res["errors"]:
-        out["refused" if "Refused" in err else "timeout" if "timed out" in err else err] += 1
+        # A reject in the output path drops the node's own datagram: send() says EPERM.
+        out["refused" if "Refused" in err else "timeout" if "timed out" in err
+            else "eperm" if "Operation not permitted" in err else err] += 1
     return out
 
 
@@ -208,4 +210,66 @@ def test_client_ip_affinity_keeps_one_backend(node, svc):
                                   "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
     got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
         outcomes(node, node.topo.client, "10.96.10.10", 80, count=20)))
+    assert len(got) == 1 and sum(got.values()) == 20, got
+
+
+# -- the node's own traffic (processes, hostNetwork pods): the output path ------
+#
+# The node connects from its own address (198.18.0.1, "client" below): a pod
+# that sees it was not masqueraded; "node" is the node's address on the
+# pod's link, after masquerade.
+
+
+def test_node_to_cluster_ip_node_port_and_external_ip(node, svc):
+    svc("own", "10.96.11.1", {"type": "NodePort", "nodePorts": [30090, 30090], "externalIPs": [EXTERNAL_IP]})
+    host = node.topo.node
+    everyone = {("pod0", "node"), ("pod1", "node"), ("pod2", "node")}
+    converge(node, "node -> ClusterIP", lambda: seen(outcomes(node, host, "10.96.11.1", 80, count=24)), everyone)
+    assert seen(outcomes(node, host, "10.96.11.1", 80, "udp", count=24)) == everyone
+    assert seen(outcomes(node, host, NODE_IP, 30090, count=24)) == everyone
+    assert seen(outcomes(node, host, NODE_IP, 30090, "udp", count=24)) == everyone
+    assert seen(outcomes(node, host, EXTERNAL_IP, 80, count=24)) == everyone
+
+
+def test_node_to_a_local_policy_service_uses_every_endpoint_masqueraded(node, svc):
+    svc("own-local", "10.96.11.2", {"type": "NodePort", "nodePorts": [30091, 30091],
+                                    "externalTrafficPolicy": "Local"}, pods=(2,))
+    converge(node, "node -> Local NodePort", lambda: seen(outcomes(node, node.topo.node, NODE_IP, 30091, count=6)),
+             {("pod2", "node")})
+
+
+def test_node_to_services_without_usable_endpoints(node, svc):
+    svc("own-empty", "10.96.11.3", pods=())
+    host = node.topo.node
+    converge(node, "node -> no endpoints", lambda: outcomes(node, host, "10.96.11.3", 80, count=2),
+             collections.Counter({"refused": 2}))
+    assert outcomes(node, host, "10.96.11.3", 80, "udp", count=2) == collections.Counter({"eperm": 2})
+    svc("own-itp", "10.96.11.4", {"internalTrafficPolicy": "Local"}, pods=(2,))
+    converge(node, "node -> ITP Local elsewhere", lambda: outcomes(node, host, "10.96.11.4", 80, count=2,
+                                                                   timeout=1.0),
+             collections.Counter({"timeout": 2}))
+    svc("own-itp-here", "10.96.11.5", {"internalTrafficPolicy": "Local"})
+    converge(node, "node -> ITP Local", lambda: seen(outcomes(node, host, "10.96.11.5", 80, count=24)),
+             {("pod0", "node"), ("pod1", "node")})
+
+
+def test_node_to_a_load_balancer_ip_and_its_source_ranges(node, svc, kube):
+    status = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
+    svc("own-lb", "10.96.11.6", {"type": "LoadBalancer", "nodePorts": [30092, 30092],
+                                 "loadBalancerSourceRanges": ["203.0.113.0/24"]}, status=status)
+    host = node.topo.node
+    converge(node, "node outside the ranges", lambda: outcomes(node, host, LB_IP, 80, count=2, timeout=1.0),
+             collections.Counter({"timeout": 2}))
+    # A range holding the node's IP lets the node in.
+    kube.kubectl("patch", "service", "own-lb", "-n", NS, "--type=merge",
+                 "-p", json.dumps({"spec": {"loadBalancerSourceRanges": ["198.18.0.0/24"]}}))
+    converge(node, "node inside the ranges", lambda: seen(outcomes(node, host, LB_IP, 80, count=24)),
+             {("pod0", "node"), ("pod1", "node"), ("pod2", "node")})
+
+
+def test_node_client_ip_affinity(node, svc):
+    svc("own-sticky", "10.96.11.7", {"sessionAffinity": "ClientIP",
+                                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
+    got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
+        outcomes(node, node.topo.node, "10.96.11.7", 80, count=20)))
     assert len(got) == 1 and sum(got.values()) == 20, got

@@ -115,9 +115,9 @@ def test_external_traffic_policy_local_with_endpoints_elsewhere_drops_and_withou
     assert not out[(None, 30080, "tcp", "any")].drop_when_empty and (None, 30080, "tcp", "pod") not in out
 
 
-def test_without_pod_cidrs_there_is_no_pod_short_circuit():
+def test_without_pod_cidrs_the_twin_is_still_there_for_the_node_itself():
     out = build([lb(externalTrafficPolicy="Local")], [eps(LOCAL, REMOTE)], P.ProxyOptions(NODE))
-    assert not any(k[3] == "pod" for k in out)
+    assert backends(out[(None, 30080, "tcp", "pod")]) == {"10.244.0.1:8080", "10.244.0.2:8080"}
 
 
 def test_terminating_serving_endpoints_when_none_is_ready():

@@ -320,6 +320,7 @@ class NftView:
     node_frontends: frozenset[tuple[int, int]] = frozenset()       # proto, port on node addresses
     node_addrs: frozenset[int] = frozenset()
     vips: frozenset[int] = frozenset()          # frontend addresses that are not the node's
+    outputs: Mapping[int, "Output"] = dataclasses.field(default_factory=dict)  # service id -> Output
 
     SETS = ("frontends", "node_frontends", "node_addrs", "vips")
 
@@ -332,7 +333,64 @@ class NftView:
             node_frontends=frozenset((k.proto, k.port) for k in cur.services if not k.addr),
             node_addrs=frozenset(cur.local_addresses),
             vips=frozenset(k.addr for k in exact) - frozenset(cur.local_addresses),
+            outputs=outputs(cur),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """How the node's own traffic (processes, hostNetwork pods) to one
+    frontend is served: TC ingress never sees it, so an nft nat output chain
+    picks among the same slots (numgen), with kube-proxy's per-endpoint
+    affinity sets, masquerade and source ranges. Ints as in NftView."""
+
+    key: tuple[int, int, int]             # addr (0: NodePort on node addresses), proto, port
+    slots: tuple[Endpoint, ...]           # the slot table, in slot order; (): no endpoint
+    backend_ids: tuple[int, ...]          # each slot's backend id (names the affinity sets)
+    affinity: int = 0                     # seconds; 0: none
+    masquerade: bool = False
+    ranges: tuple[tuple[int, int], ...] = ()  # (network, prefix length); (): any source
+    drop: bool = False                    # no endpoint: drop (else reject)
+
+
+_OUT_MASQ = layout.SVC_MASQ_ALL | layout.SVC_MASQ_OFF_POD
+
+
+def outputs(cur: Current) -> dict[int, Output]:
+    """One Output per frontend, keyed by its scope "any" entry's id, served
+    from the scope "pod" twin where there is one (kube-proxy sends the node's
+    own traffic to a Local policy's external address to all endpoints, and
+    masquerades it), else from that entry. The node's address is never a
+    pod's, so "off-pod" masquerade applies."""
+    slots: dict[tuple[int, int], dict[int, SlotVal]] = {}
+    for k, v in cur.slots.items():
+        slots.setdefault((k.service_id, k.gen), {})[k.slot] = v
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for r in cur.source_ranges:
+        ranges.setdefault(r.service_id, []).append((r.addr, r.prefixlen - 32))
+    out = {}
+    for key, val in cur.services.items():
+        if key.scope != layout.SCOPE_ANY:
+            continue
+        twin = None
+        if val.flags & layout.SVC_POD_VARIANT:
+            twin = cur.services.get(_new(ServiceKey, (key.addr, key.port, key.proto, layout.SCOPE_POD)))
+        entry = twin or val
+        table = slots.get((entry.id, entry.gen), {})
+        picked = [table.get(i) for i in range(entry.slot_count)]
+        if None in picked or any(s.backend_id not in cur.backends for s in picked):
+            picked = []  # a torn table (mid-apply): nothing rather than a wrong choice
+        masq = twin is not None or bool(entry.flags & _OUT_MASQ) or any(s.flags & layout.SLOT_MASQ for s in picked)
+        out[val.id] = Output(
+            key=(key.addr, key.proto, key.port),
+            slots=tuple(cur.backends[s.backend_id] for s in picked),
+            backend_ids=tuple(s.backend_id for s in picked),
+            affinity=entry.affinity_timeout if entry.flags & layout.SVC_AFFINITY else 0,
+            masquerade=masq,
+            ranges=tuple(sorted(ranges.get(val.id, ()))),
+            drop=bool(entry.flags & layout.SVC_DROP_EMPTY),
+        )
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,10 +402,15 @@ class NftChange:
     delete_backends: Mapping[int, Endpoint]  # id -> the endpoint the table holds for it now
     add: Mapping[str, frozenset]
     delete: Mapping[str, frozenset]
+    # The node's own traffic (Output by service id): what to write, and what
+    # the table holds now for each written or removed one.
+    put_outputs: Mapping[int, Output] = dataclasses.field(default_factory=dict)
+    old_outputs: Mapping[int, Output] = dataclasses.field(default_factory=dict)
+    delete_outputs: Mapping[int, Output] = dataclasses.field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not (self.put_backends or self.delete_backends
+        return not (self.put_backends or self.delete_backends or self.put_outputs or self.delete_outputs
                     or any(self.add.values()) or any(self.delete.values()))
 
 
@@ -361,4 +424,9 @@ def nft_changes(old: NftView, new: NftView) -> tuple[NftChange, NftChange]:
     adds = {s: getattr(new, s) - getattr(old, s) for s in NftView.SETS}
     dels = {s: getattr(old, s) - getattr(new, s) for s in NftView.SETS}
     empty = {s: frozenset() for s in NftView.SETS}
-    return NftChange(put, replaced, adds, empty), NftChange({}, gone, empty, dels)
+    # The output path does not read the maps: all of it goes in the first step.
+    out_put = {sid: o for sid, o in new.outputs.items() if old.outputs.get(sid) != o}
+    out_old = {sid: old.outputs[sid] for sid in out_put if sid in old.outputs}
+    out_gone = {sid: o for sid, o in old.outputs.items() if sid not in new.outputs}
+    return (NftChange(put, replaced, adds, empty, out_put, out_old, out_gone),
+            NftChange({}, gone, empty, dels))

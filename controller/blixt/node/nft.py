@@ -22,6 +22,16 @@ How a decision travels (see BUILD.md, "Dataplane choices"):
                 the chosen backend), and clear blixt's bits from the ct mark
                 (`local` does so for packets delivered to the node itself).
 
+The node's own traffic (processes, hostNetwork pods) never passes TC
+ingress, so the table serves it in the output path, from the same slots
+(plan.Output): `out` (nat output, -100) looks the frontend up in
+@out_services / @out_node_ports and jumps to its chain `out_<id>`, which
+drops sources outside loadBalancerSourceRanges, sets the masquerade bit in
+the ct mark, honours client-IP affinity through per-endpoint sets
+(`aff_<id>_<backend>`, as kube-proxy keeps them) and DNATs to a slot chosen
+by `numgen random`. `out_guard` (filter output, -90) rejects or drops new
+connections to frontends without endpoints (@out_empty, @out_empty_node).
+
 Every write is one `nft -f -` transaction, the way knftables does it: each
 sync re-declares its chains (`add chain; flush chain; add rule ...`) and
 changes elements; a full rebuild replaces the whole table atomically.
@@ -45,7 +55,7 @@ from typing import Iterable
 
 from blixt.dataplane.layout import PROTOCOL_NAMES
 from blixt.dataplane.marks import MarkConfig
-from blixt.dataplane.plan import Endpoint, NftChange, NftView
+from blixt.dataplane.plan import Endpoint, NftChange, NftView, Output
 
 FAMILY = "ip"
 CHUNK = 1000  # elements per `add element` line; the script is still one transaction
@@ -66,6 +76,13 @@ MAP_TYPE = "type mark : ipv4_addr . inet_service"
 # from one are dropped.
 ENDPOINTS = "endpoints"
 ENDPOINTS_TYPE = f"type {_ADDR} . inet_service"
+# The output path's verdict maps: exact frontends and NodePorts on node addresses.
+OUT_MAPS = {
+    "out_services": f"type {_ADDR} . inet_proto . inet_service : verdict",
+    "out_node_ports": "type inet_proto . inet_service : verdict",
+    "out_empty": f"type {_ADDR} . inet_proto . inet_service : verdict",
+    "out_empty_node": "type inet_proto . inet_service : verdict",
+}
 
 
 def _ip(value: int) -> str:
@@ -159,6 +176,14 @@ class NatTable:
                 f"ct mark & {field} != 0 {clear}",
             ), "nat", "postrouting", 100),
             Chain("local", (f"ct mark & {field} != 0 {clear}",), "nat", "input", 100),
+            Chain("out", (
+                "ip daddr . meta l4proto . th dport vmap @out_services",
+                "ip daddr @node_addrs meta l4proto . th dport vmap @out_node_ports",
+            ), "nat", "output", -100),
+            Chain("out_guard", (
+                "ct state new ip daddr . meta l4proto . th dport vmap @out_empty",
+                "ct state new ip daddr @node_addrs meta l4proto . th dport vmap @out_empty_node",
+            ), "filter", "output", -90),
         )
 
     def _chain_lines(self) -> list[str]:
@@ -202,10 +227,12 @@ class NatTable:
         lines = [f"add table {t}", f"delete table {t}", f"add table {t}",
                  f"add map {t} {MAP} {{ {MAP_TYPE}; }}", f"add set {t} {ENDPOINTS} {{ {ENDPOINTS_TYPE}; }}"]
         lines += [f"add set {t} {name} {{ type {typ}; }}" for name, (typ, _) in SETS.items()]
+        lines += [f"add map {t} {name} {{ {typ}; }}" for name, typ in OUT_MAPS.items()]
         lines += self._chain_lines()
         lines += self._backend_elements("add", view.backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, getattr(view, name)))
+        lines += self._output_lines({}, view.outputs, {})
         self._run(lines)
 
     def update(self, change: NftChange) -> None:
@@ -216,7 +243,9 @@ class NatTable:
             return
         for bid, ep in change.put_backends.items():
             self.validate(bid, ep)
-        lines = [f"add table {self._t}", *self._chain_lines()]
+        # Declaring what exists changes nothing; a table from an older blixt gets the output maps.
+        lines = [f"add table {self._t}", *(f"add map {self._t} {n} {{ {typ}; }}" for n, typ in OUT_MAPS.items()),
+                 *self._chain_lines()]
         # A map element's value cannot be overwritten: replace = delete + add.
         lines += self._backend_elements("delete", change.delete_backends)
         for name, (_, render) in SETS.items():
@@ -224,7 +253,78 @@ class NatTable:
         lines += self._backend_elements("add", change.put_backends)
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, change.add.get(name, ())))
+        lines += self._output_lines(change.old_outputs, change.put_outputs, change.delete_outputs)
         self._run(lines)
+
+    # -- the node's own traffic -----------------------------------------------
+
+    def _output_lines(self, old: dict[int, Output], new: dict[int, Output], gone: dict[int, Output]) -> list[str]:
+        """Replace `old` by `new` and remove `gone` (both as the table holds
+        them now): elements out first, chains flushed before anything they
+        name is deleted, then the new chains, sets and elements."""
+        t = self._t
+        lines: list[str] = []
+        before = {**old, **gone}
+        for sid, o in before.items():
+            name, key = _out_element(o)
+            lines += self._elements("delete", name, [key])
+        kept_sets: set[str] = set()
+        for sid, o in new.items():
+            kept_sets |= set(_affinity_sets(sid, o))
+        for sid, o in before.items():
+            if o.slots:
+                lines += [f"flush chain {t} {c}" for c in _out_chains(sid, o)]
+        for sid, o in before.items():
+            wanted = set(_out_chains(sid, new[sid])) if sid in new and new[sid].slots else set()
+            lines += [f"delete chain {t} {c}" for c in _out_chains(sid, o) if c not in wanted]
+            lines += [f"delete set {t} {s}" for s in _affinity_sets(sid, o) if s not in kept_sets
+                      or (sid in new and new[sid].affinity != o.affinity)]
+        for sid, o in new.items():
+            keep = set(_affinity_sets(sid, before[sid])) if sid in before and before[sid].affinity == o.affinity \
+                else set()
+            lines += [f"add set {t} {s} {{ type {_ADDR}; flags dynamic,timeout; timeout {o.affinity}s; }}"
+                      for s in _affinity_sets(sid, o) if s not in keep]
+            chains = self._out_rules(sid, o)
+            for chain in chains:  # every chain first: rules jump to ones declared after theirs
+                lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+            for chain, rules in chains.items():
+                lines += [f"add rule {t} {chain} {r}" for r in rules]
+            name, key = _out_element(o)
+            lines += self._elements("add", name, [f"{key} : {_out_verdict(sid, o)}"])
+        return lines
+
+    def _out_rules(self, sid: int, o: Output) -> dict[str, list[str]]:
+        if not o.slots:
+            return {}
+        proto = _proto(o.key[1])
+        head = []
+        if o.ranges:
+            nets = ", ".join(f"{_ip(a)}/{n}" for a, n in o.ranges)
+            head.append(f"ip saddr != {{ {nets} }} counter drop")
+        if o.masquerade:
+            head.append(f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}")
+        chain = f"out_{sid}"
+        if not o.affinity:
+            if len(o.slots) == 1:
+                a, port = o.slots[0]
+                pick = f"meta l4proto {proto} counter dnat ip to {a}:{port}"
+            else:
+                table = ", ".join(f"{i} : {a} . {port}" for i, (a, port) in enumerate(o.slots))
+                pick = (f"meta l4proto {proto} counter dnat ip to numgen random mod {len(o.slots)} "
+                        f"map {{ {table} }}")
+            return {chain: head + [pick]}
+        # Affinity: a client seen within the timeout goes back to its endpoint.
+        out = {}
+        rules = list(head)
+        for bid in dict.fromkeys(o.backend_ids):
+            rules.append(f"ip saddr @aff_{sid}_{bid} goto out_{sid}_{bid}")
+        vmap = ", ".join(f"{i} : goto out_{sid}_{bid}" for i, bid in enumerate(o.backend_ids))
+        rules.append(f"numgen random mod {len(o.slots)} vmap {{ {vmap} }}")
+        out[chain] = rules
+        for bid, (a, port) in dict(zip(o.backend_ids, o.slots)).items():
+            out[f"out_{sid}_{bid}"] = [f"update @aff_{sid}_{bid} {{ ip saddr }}",
+                                       f"meta l4proto {proto} counter dnat ip to {a}:{port}"]
+        return out
 
     def _backend_elements(self, verb: str, backends) -> list[str]:
         """Map elements (id -> endpoint) and their twins in the endpoints set."""
@@ -317,6 +417,31 @@ class NatTable:
         if type(port) is not int or not 1 <= port <= 65535:
             raise ValueError(f"{entry}: port must be an int in 1..65535")
         return (ip, port)
+
+
+def _out_chains(sid: int, o: Output) -> list[str]:
+    if not o.slots:
+        return []
+    return [f"out_{sid}"] + ([f"out_{sid}_{bid}" for bid in dict.fromkeys(o.backend_ids)] if o.affinity else [])
+
+
+def _affinity_sets(sid: int, o: Output) -> list[str]:
+    return [f"aff_{sid}_{bid}" for bid in dict.fromkeys(o.backend_ids)] if o.affinity and o.slots else []
+
+
+def _out_element(o: Output) -> tuple[str, str]:
+    """The verdict map an Output's element lives in, and its key."""
+    addr, proto, port = o.key
+    name = ("out_services" if o.slots else "out_empty") if addr else \
+        ("out_node_ports" if o.slots else "out_empty_node")
+    key = f"{_ip(addr)} . {_proto(proto)} . {port}" if addr else f"{_proto(proto)} . {port}"
+    return name, key
+
+
+def _out_verdict(sid: int, o: Output) -> str:
+    if o.slots:
+        return f"goto out_{sid}"
+    return "drop" if o.drop else "goto refuse"
 
 
 def _ipv4(text: str) -> IPv4Address | None:

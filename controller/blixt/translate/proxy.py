@@ -12,8 +12,8 @@ kube-proxy's endpoint choice):
   masquerade-all.
 * NodePort, LoadBalancer IPs, externalIPs: externalTrafficPolicy Cluster
   masquerades every flow and uses all endpoints; Local keeps the client IP
-  and uses the node's own endpoints, except for pod sources, which go to all
-  endpoints (a twin entry with scope "pod").
+  and uses the node's own endpoints, except for pod sources and the node's
+  own traffic, which go to all endpoints (a twin entry with scope "pod").
 * No endpoint anywhere that can serve: reject. Endpoints only on other nodes
   under a Local policy: drop.
 * loadBalancerSourceRanges on LoadBalancer IPs, from every source; when a
@@ -104,7 +104,9 @@ def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: lis
             picked = local if local_policy else cluster
             out.append(Service(f.address, backends=picked, masquerade=masq,
                                drop_when_empty=local_policy and sel.has_any, **common))
-            if f.external and external_local and opts.pod_cidrs and cluster:
+            # The cluster-policy twin of a Local frontend: for pods (sources in
+            # the pod CIDRs) and for the node's own traffic (the output path).
+            if f.external and external_local and cluster:
                 out.append(Service(f.address, backends=cluster, scope="pod", **common))
     return out
 
