@@ -173,13 +173,28 @@ def _run_agent(args: argparse.Namespace) -> int:
         print(f"blixt agent: {e}", file=sys.stderr)
         return 1
     cache = Cache(api, resync=args.resync).start()
+    proxy_health = service_health = healthz = None
+    if proxy is not None:
+        from blixt.kube.serve import parse_bind
+        from blixt.node.health_servers import ProxyHealth, ServiceHealth, serve_proxy_health
+        proxy_health = ProxyHealth()
+        try:
+            healthz = serve_proxy_health(args.netns, parse_bind(args.healthz_bind), proxy_health)
+        except (OSError, ValueError) as e:
+            print(f"blixt agent: --healthz-bind {args.healthz_bind}: {e}", file=sys.stderr)
+            cache.stop()
+            return 1
+        service_health = ServiceHealth(args.netns, local_addresses, proxy_health.healthy)
     agent = Agent(cache, manager, args.node, local_addresses=local_addresses,
-                  controller_name=args.controller_name, resync=args.resync, proxy=proxy)
+                  controller_name=args.controller_name, resync=args.resync, proxy=proxy,
+                  proxy_health=proxy_health, service_health=service_health)
     try:
         # Programs stay loaded on exit: a restarted agent adopts them, and
         # established flows never notice.
         return _serve_until_signal("agent", agent, agent.ready, args.metrics_bind)
     finally:
+        if healthz is not None:
+            healthz.stop()
         cache.stop()
         client.close()
 
@@ -332,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("--node-ip", action="append", default=[], type=_ipv4, metavar="IP",
                      help="the node's primary IP (its InternalIP; repeatable; default: the first "
                           "--interface's addresses)")
+    svc.add_argument("--healthz-bind", default="0.0.0.0:10256", metavar="HOST:PORT",
+                     help="the proxy's /healthz and /livez, in the node's namespace, as kube-proxy serves them; "
+                          "healthCheckNodePorts are served on the NodePort addresses (default: %(default)s)")
     agent.set_defaults(run=_run_agent)
 
     progs = sub.add_parser(

@@ -19,6 +19,7 @@ from blixt import translate
 from blixt.dataplane.model import Dataplane
 from blixt.dataplane.plan import describe, service_key
 from blixt.node.frontend_metrics import FrontendCollector
+from blixt.node.health_servers import ProxyHealth, ServiceHealth
 from blixt.node.manager import Manager
 from blixt.timestamps import utc_now
 from blixt.translate.proxy import ProxyOptions
@@ -114,9 +115,14 @@ class Agent:
     def __init__(self, cache: Cache, manager: Manager, node: str,
                  local_addresses: Callable[[], frozenset[ipaddress.IPv4Address]] = frozenset,
                  controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0,
-                 registry=metrics.REGISTRY, proxy: ProxyOptions | None = None):
+                 registry=metrics.REGISTRY, proxy: ProxyOptions | None = None,
+                 proxy_health: ProxyHealth | None = None, service_health: ServiceHealth | None = None):
         self.cache = cache
         self.proxy = proxy  # None: Gateways only
+        self.proxy_health = proxy_health
+        self.service_health = service_health
+        if proxy_health is not None:
+            cache.add_listener(lambda *_: proxy_health.queued())
         self.manager = manager
         self.frontend_metrics = FrontendCollector(manager.stats)  # per-frontend counters, read at scrape
         registry.register(self.frontend_metrics)
@@ -135,6 +141,7 @@ class Agent:
     def reconcile(self) -> None:
         if not self.cache.synced():
             return
+        started = time.monotonic()
         self._passes += 1
         if self._passes % 50 == 0:
             self.manager.refresh()  # now and then, trust the kernel over our copy
@@ -153,6 +160,10 @@ class Agent:
             metrics.DATAPLANE_APPLIES.labels("error").inc()
             raise
         metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        if self.proxy_health is not None:
+            self.proxy_health.updated(started)
+        if self.service_health is not None:
+            self.service_health.sync(result.health_checks)
         self.frontend_metrics.track(plan)
         metrics.DATAPLANE_SERVICES.set(len(desired.services))
         metrics.DATAPLANE_BACKENDS.set(len({b.endpoint for s in desired.services for b in s.backends}))
@@ -176,3 +187,5 @@ class Agent:
 
     def stop(self) -> None:
         self.loop.stop()
+        if self.service_health is not None:
+            self.service_health.stop()

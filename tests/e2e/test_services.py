@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import json
+import sys
 
 import pytest
 
@@ -273,3 +274,45 @@ def test_node_client_ip_affinity(node, svc):
     got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
         outcomes(node, node.topo.node, "10.96.11.7", 80, count=20)))
     assert len(got) == 1 and sum(got.values()) == 20, got
+
+
+# -- health checks ---------------------------------------------------------------
+
+def http_get(host, url: str) -> tuple[int, dict, dict | str]:
+    """(status, headers, JSON body or text) of a GET from inside host's namespace."""
+    code = ("import json, sys, urllib.request, urllib.error\n"
+            "try:\n    r = urllib.request.urlopen(sys.argv[1], timeout=3)\n"
+            "except urllib.error.HTTPError as e:\n    r = e\n"
+            "print(json.dumps([r.status, dict(r.headers), r.read().decode()]))\n")
+    status, headers, body = json.loads(host.exec(sys.executable, "-c", code, url).stdout)
+    try:
+        return status, headers, json.loads(body)
+    except ValueError:
+        return status, headers, body
+
+
+def test_health_check_node_port_answers_for_local_endpoints(node, svc, kube):
+    status = {"loadBalancer": {"ingress": [{"ip": LB_IP}]}}
+    svc("hc", "10.96.12.1", {"type": "LoadBalancer", "nodePorts": [30093, 30093], "externalTrafficPolicy": "Local",
+                             "healthCheckNodePort": 32100}, pods=(0, 2), status=status)
+    url = f"http://{NODE_IP}:32100/"
+
+    def status() -> int | str:
+        try:
+            return http_get(node.topo.client, url)[0]
+        except Exception as e:  # not listening yet
+            return str(e)
+    converge(node, "health check 200", status, 200)
+    _, headers, body = http_get(node.topo.client, url)
+    assert body == {"service": {"namespace": NS, "name": "hc"}, "localEndpoints": 1, "serviceProxyHealthy": True}
+    assert headers["X-Load-Balancing-Endpoint-Weight"] == "1"
+    node.write_endpoints(NS, "hc", [2], PORTS, nodes={2: REMOTE})
+    converge(node, "health check 503", status, 503)
+    assert http_get(node.topo.client, url)[2]["localEndpoints"] == 0
+
+
+def test_proxy_healthz(node):
+    code, headers, body = node.wait_for("healthz", lambda: http_get(node.topo.node, "http://127.0.0.1:10256/healthz"))
+    assert code == 200 and headers["Content-Type"] == "application/json"
+    assert {"lastUpdated", "currentTime"} <= set(body), body
+    assert http_get(node.topo.node, "http://127.0.0.1:10256/livez")[0] == 200

@@ -5,36 +5,10 @@ kube-proxy, reaches the test apiserver on 127.0.0.1 of the host)."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
 import socket
 import threading
 
-CLONE_NEWNET = 0x40000000
-
-
-@contextlib.contextmanager
-def _in_netns(netns: str | None):
-    """The calling thread in `ip netns` namespace netns meanwhile (setns is
-    per thread); sockets made inside stay in it."""
-    if netns is None:
-        yield
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        if libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {netns}")
-        try:
-            yield
-        finally:
-            if libc.setns(home, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-    finally:
-        os.close(home)
-        os.close(target)
+from blixt.node.netns import entered
 
 
 class CuttableProxy:
@@ -44,7 +18,7 @@ class CuttableProxy:
 
     def __init__(self, target: tuple[str, int], listen_netns: str | None = None):
         self.target = target
-        with _in_netns(listen_netns):
+        with entered(listen_netns):
             self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.blocked = threading.Event()

@@ -167,3 +167,15 @@ def test_two_services_on_one_load_balancer_ip_and_port_the_first_wins():
 def test_services_are_not_served_unless_asked():
     snap = Snapshot(services={("ns", "web"): svc()}, endpoint_slices={("ns", "web-x"): eps(LOCAL)})
     assert translate.translate(snap, now="2026-12-01T00:00:00Z", node_name=NODE).dataplane.services == ()
+
+
+def test_health_check_node_port_counts_local_endpoint_ips():
+    s = lb(externalTrafficPolicy="Local", healthCheckNodePort=32000)
+    snap = Snapshot(services={("ns", "web"): s},
+                    endpoint_slices={("ns", "web-x"): eps(LOCAL, (3, NODE), REMOTE,
+                                                          (4, NODE, {"ready": False}))})
+    out = translate.translate(snap, now="2026-12-01T00:00:00Z", node_name=NODE, services=OPTS)
+    assert out.health_checks == (P.HealthCheck(32000, "ns", "web", 2),)
+    # Cluster policy: no health check port is served.
+    snap = Snapshot(services={("ns", "web"): lb(healthCheckNodePort=32000)})
+    assert translate.translate(snap, now="2026-12-01T00:00:00Z", node_name=NODE, services=OPTS).health_checks == ()

@@ -51,12 +51,15 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
 
     planes = dataplane.build(gateways.values(), by_id, resolutions, index, node_name)
     skipped: tuple[str, ...] = ()
+    checks: tuple = ()
     if services is not None:
         proxied = proxy.build(snapshot.services, index.slices, services)
         planes, skipped = dataplane.merge(proxied.services, planes, proxied.skipped)
+        checks = proxied.health_checks
     return Translation(
         statuses=statuses,
         dataplane=planes,
         addresses={key: list(gs.assigned.addresses) for key, gs in gateways.items() if gs.programmed},
         skipped=skipped,
+        health_checks=checks,
     )

@@ -43,6 +43,7 @@ class Translation:
     dataplane: Dataplane
     addresses: Mapping[NsName, list[str]]
     skipped: tuple[str, ...] = ()  # frontends not programmed, and why (the agent logs them)
+    health_checks: tuple = ()      # proxy.HealthCheck: the node's healthCheckNodePorts
 
 
 def meta(obj: dict) -> dict:

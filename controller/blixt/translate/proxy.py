@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
 from blixt.dataplane.model import Backend, Service
 
-from . import endpoints, services
+from . import endpoints, health, services
 from .model import NsName
 
 _API_PROTOCOL = {v: k for k, v in services.PROTOCOLS.items()}
@@ -47,9 +47,20 @@ class ProxyOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthCheck:
+    """A healthCheckNodePort (LoadBalancer, externalTrafficPolicy Local) and
+    what it answers on this node (translate/health.py)."""
+    port: int
+    namespace: str
+    name: str
+    local_endpoints: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Proxied:
     services: tuple[Service, ...]
     skipped: tuple[str, ...]  # frontends not served, with why (for logs)
+    health_checks: tuple[HealthCheck, ...] = ()
 
 
 def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict]],
@@ -57,8 +68,12 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
     """slices: EndpointSlices by the Service they belong to (backends.Index.slices)."""
     out: list[Service] = []
     skipped: list[str] = []
+    checks: dict[int, HealthCheck] = {}
     taken: set = set()
     for key, obj in sorted(service_objs.items()):
+        check = _health_check(obj, slices.get(key, ()), opts)
+        if check is not None and check.port not in checks:
+            checks[check.port] = check
         for svc in _service(obj, slices.get(key, ()), opts, skipped):
             if svc.key in taken:
                 skipped.append(f"{svc.name}: {svc.key_text} is already served by another Service")
@@ -67,7 +82,20 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
             out.append(svc)
     # A twin whose main entry lost a conflict has nothing to stand in for.
     mains = {s.key[:3] for s in out if s.scope == "any"}
-    return Proxied(tuple(s for s in out if s.key[:3] in mains), tuple(skipped))
+    return Proxied(tuple(s for s in out if s.key[:3] in mains), tuple(skipped), tuple(checks.values()))
+
+
+def _health_check(obj: dict, slices, opts: ProxyOptions) -> HealthCheck | None:
+    spec = obj.get("spec") or {}
+    port = spec.get("healthCheckNodePort")
+    if (not services.proxied(obj) or spec.get("type") != "LoadBalancer"
+            or spec.get("externalTrafficPolicy") != "Local" or not isinstance(port, int) or not 1 <= port <= 65535):
+        return None
+    slices = list(slices)
+    per_port = [endpoints.from_slices(slices, p.get("name") or "", p.get("protocol") or "TCP", opts.node)
+                for p in spec.get("ports") or ()]
+    ns, name = (obj.get("metadata") or {}).get("namespace") or "", (obj.get("metadata") or {}).get("name") or ""
+    return HealthCheck(port, ns, name, health.local_endpoints(per_port, opts.node))
 
 
 def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: list[str]) -> list[Service]:
