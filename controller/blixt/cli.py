@@ -136,7 +136,7 @@ def _service_proxy(args: argparse.Namespace, all_addresses):
         node_ips = tuple(sorted(_netns_addresses(args.netns, first)()))
         logging.getLogger("blixt.agent").info("--node-ip not given; the node's primary IPs are %s's: %s",
                                               first, ", ".join(map(str, node_ips)) or "none")
-    proxy = ProxyOptions(node=args.node, pod_cidrs=tuple(n for t in args.cluster_cidr for n in t),
+    proxy = ProxyOptions(node=args.node, zone=args.zone, pod_cidrs=tuple(n for t in args.cluster_cidr for n in t),
                          masquerade_all=args.masquerade_all, node_ips=node_ips)
     return proxy, lambda: nodeports.addresses(option, all_addresses(), node_ips)
 
@@ -347,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("--node-ip", action="append", default=[], type=_ipv4, metavar="IP",
                      help="the node's primary IP (its InternalIP; repeatable; default: the first "
                           "--interface's addresses)")
+    svc.add_argument("--zone", default="",
+                     help="the node's zone (its topology.kubernetes.io/zone label), for EndpointSlice "
+                          "zone hints; the agent does not read Node objects")
     svc.add_argument("--healthz-bind", default="0.0.0.0:10256", metavar="HOST:PORT",
                      help="the proxy's /healthz and /livez, in the node's namespace, as kube-proxy serves them; "
                           "healthCheckNodePorts are served on the NodePort addresses (default: %(default)s)")

@@ -31,6 +31,7 @@ LB_IP = "198.18.201.7"
 EXTERNAL_IP = "198.18.201.8"
 PORTS = [("tcp", "TCP", 8080), ("udp", "UDP", 8080)]
 POD_CIDR = "10.244.0.0/16"  # the pods are 10.244.{1,2,3}.2
+ZONE = "zone-a"
 
 
 @pytest.fixture(scope="module", params=["blixt", "kube-proxy"])
@@ -49,9 +50,11 @@ def node(request, kube, bpfman_server, bytecode_image, workdir):
     try:
         if request.param == "blixt":
             n.start_agent(*(f"--interface={p}" for p in ("eth-pod0", "eth-pod1", "eth-pod2")),
-                          "--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}")
+                          "--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}",
+                          f"--zone={ZONE}")
         else:
-            reference = KubeProxy(wd, kube, n.topo.node.netns, n.name, NODE_IP, POD_CIDR, f"{NODE_IP}/32")
+            reference = KubeProxy(wd, kube, n.topo.node.netns, n.name, NODE_IP, POD_CIDR, f"{NODE_IP}/32",
+                                  zone=ZONE)
         yield n
     finally:
         if reference is not None:
@@ -316,3 +319,34 @@ def test_proxy_healthz(node):
     assert code == 200 and headers["Content-Type"] == "application/json"
     assert {"lastUpdated", "currentTime"} <= set(body), body
     assert http_get(node.topo.node, "http://127.0.0.1:10256/livez")[0] == 200
+
+
+# -- topology hints and UDP conntrack ----------------------------------------------
+
+
+def test_zone_hints_narrow_cluster_endpoints(node, svc, kube):
+    svc("zoned", "10.96.13.1", pods=())
+    node.write_endpoints(NS, "zoned", [0, 1, 2], PORTS, nodes={2: REMOTE}, zones={0: ZONE, 1: "zone-b", 2: ZONE})
+    converge(node, "same-zone endpoints", lambda: seen(outcomes(node, node.topo.client, "10.96.13.1", 80, count=24)),
+             {("pod0", "node"), ("pod2", "node")})
+    # One endpoint without a hint: hints are ignored.
+    node.write_endpoints(NS, "zoned", [0, 1, 2], PORTS, nodes={2: REMOTE}, zones={0: ZONE, 1: "zone-b"})
+    converge(node, "every endpoint", lambda: seen(outcomes(node, node.topo.client, "10.96.13.1", 80, count=24)),
+             {("pod0", "node"), ("pod1", "node"), ("pod2", "node")})
+
+
+def test_a_udp_flow_follows_its_removed_endpoint(node, svc):
+    """The same 5-tuple each time: conntrack would keep sending it to the
+    removed endpoint unless the proxy deletes the entry."""
+    svc("udp-stale", "10.96.13.2")
+    client = node.topo.client
+
+    def answered_by():
+        res = run_client(client, "udp", "10.96.13.2", 80, "--count", 1, "--sport-base", 41000, "--timeout", 1)
+        return res["answers"][0].split()[0] if res["answers"] else res["errors"]
+    first = node.wait_for("a UDP answer", lambda: (lambda a: a if isinstance(a, str) else None)(answered_by()))
+    rest = [i for i in (0, 1, 2) if f"pod{i}" != first]
+    node.write_endpoints(NS, "udp-stale", rest, PORTS, nodes={2: REMOTE})
+    moved = node.wait_for("the flow moved", lambda: (lambda a: a if isinstance(a, str) and a != first else None)(
+        answered_by()))
+    assert moved in {f"pod{i}" for i in rest}

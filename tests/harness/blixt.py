@@ -101,12 +101,12 @@ class Node:
 
     def write_endpoints(self, namespace: str, service: str, pods: list[int],
                         ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None,
-                        nodes: dict[int, str] | None = None) -> None:
+                        nodes: dict[int, str] | None = None, zones: dict[int, str] | None = None) -> None:
         """The EndpointSlice an endpoint controller would write for `service`
         backed by these pods; ports are (name, protocol, port) as the Service's
         ports resolve to on the pods. nodes: pod -> nodeName where it is not
-        this node."""
-        nodes = nodes or {}
+        this node. zones: pod -> the zone its topology hint names."""
+        nodes, zones = nodes or {}, zones or {}
         ports = ports or [("tcp", "TCP", ECHO_PORT), ("udp", "UDP", ECHO_PORT)]
         body = {
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -115,6 +115,7 @@ class Node:
                                     "endpointslice.kubernetes.io/managed-by": "blixt-tests"}},
             "addressType": "IPv4",
             "endpoints": [{"addresses": [self.topo.pods[i].address], "conditions": {"ready": True},
+                           **({"hints": {"forZones": [{"name": zones[i]}]}} if i in zones else {}),
                            "nodeName": nodes.get(i, self.name), "targetRef": {"kind": "Pod", "name": f"pod{i}",
                                                                 "namespace": namespace}}
                           for i in pods],

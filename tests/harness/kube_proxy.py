@@ -16,15 +16,17 @@ from .proc import Process
 
 class KubeProxy:
     def __init__(self, workdir: pathlib.Path, cluster: Cluster, netns: str, node_name: str, node_ip: str,
-                 cluster_cidr: str, nodeport_addresses: str, mode: str = "nftables"):
+                 cluster_cidr: str, nodeport_addresses: str, mode: str = "nftables", zone: str = ""):
         binary = paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
         workdir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
         self.node_name = node_name
         self.netns = netns
         # kube-proxy takes its node IPs from its Node object's InternalIPs.
+        # ... and its zone from the Node's topology label.
+        labels = {"topology.kubernetes.io/zone": zone} if zone else {}
         cluster.kubectl("apply", "-f", "-", input=json.dumps({
-            "apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}}))
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name, "labels": labels}}))
         cluster.kubectl("patch", "node", node_name, "--subresource=status", "--type=merge", "-p", json.dumps(
             {"status": {"addresses": [{"type": "InternalIP", "address": node_ip}]}}))
         api = urllib.parse.urlsplit(cluster.server)
