@@ -21,9 +21,8 @@ blixt is a layer-4 load balancer for Kubernetes. It implements Gateway API
 GatewayClass, Gateway, TCPRoute and UDPRoute with TC eBPF programs that bpfman
 loads, and the kernel's conntrack and NAT. With `agent --proxy-services` it
 also serves Kubernetes Services (ClusterIP, NodePort, LoadBalancer,
-externalIPs) for traffic arriving on the interfaces it attaches to; traffic
-that node processes originate is not balanced yet, so it does not replace
-kube-proxy.
+externalIPs) as kube-proxy does, for traffic arriving on the interfaces it
+attaches to and for the node's own traffic.
 """
 
 EPILOG = """\
@@ -333,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                           ("--mark-reject", layout.DEFAULT_REJECT_MARK)):
         marks.add_argument(flag, type=lambda t: int(t, 0), default=default, help=f"(default: {default:#x})")
     svc = agent.add_argument_group(
-        "Kubernetes Services (kube-proxy's meaning; traffic arriving on the --interface devices only)")
+        "Kubernetes Services (kube-proxy's meaning; traffic arriving on the --interface devices, and the node's own)")
     svc.add_argument("--proxy-services", action="store_true",
                      help="serve Services' ClusterIPs, NodePorts, LoadBalancer IPs and externalIPs; "
                           "not alongside kube-proxy, which would serve them too")

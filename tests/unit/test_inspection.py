@@ -132,3 +132,15 @@ def test_the_interfaces_a_program_runs_on_are_shown_when_known():
     # Not known (legacy TC): not claimed either way.
     rep = inspection.report(FakeSource(kernel(weighted(1)), {}, {}), [prog])
     assert "attached" not in rep["programs"][0] and "attached" not in inspection.format_text(rep)
+
+
+def test_service_policies_and_source_ranges_are_shown():
+    dp = Dataplane.of([Service("10.96.0.1", 80, "tcp", (), drop_when_empty=True, masquerade="all",
+                               source_ranges=["203.0.113.0/24"])])
+    cur = after(Current(), plan(dp, Current(), MarkConfig()))
+    (f,) = inspection.frontends(cur, {})
+    assert f["policy"] == ["masquerade every flow", "drop when no backend", "source ranges only"]
+    assert f["source_ranges"] == ["203.0.113.0/24"]
+    text = inspection.format_text({"programs": [], "frontends": [f], "maps": []})
+    assert "    source ranges 203.0.113.0/24" in text
+    assert "no backends: new connections are dropped" in text

@@ -251,6 +251,6 @@ def test_command_line(files):
     assert "    -> 10.244.2.7:9000  weight 1  masquerade no" in res.stdout
     help_text = subprocess.run([sys.executable, "-m", "blixt", "--help"], capture_output=True, text=True).stdout
     assert "translate" in help_text
-    assert "Service load balancing (ClusterIP, NodePort, LoadBalancer) is not" in help_text
+    assert "With `agent --proxy-services` it\nalso serves Kubernetes Services" in help_text
     res = subprocess.run([sys.executable, "-m", "blixt", "translate"], capture_output=True, text=True)
     assert res.returncode == 2 and "-f/--file" in res.stderr

@@ -188,3 +188,56 @@ def test_nft_view_knows_frontends_and_vips():
     add, delete = nft_changes(view, NftView())
     assert delete.delete["vips"] == {vip} and set(delete.delete_backends) == set(view.backends)
     assert not add.put_backends
+
+
+# -- Service policies ----------------------------------------------------------------
+
+PODS = ["10.244.0.0/16"]
+
+
+def test_policy_flags_and_the_pod_twin_written_first():
+    main = svc(b(1), drop_when_empty=True, masquerade="off-pod", source_ranges=["203.0.113.0/24"])
+    twin = svc(b(1), b(2), scope="pod", masquerade="all")
+    p = plan(Dataplane.of([main, twin], pod_cidrs=PODS), Current(), MARKS)
+    keys = list(p.services_put)
+    assert [k.scope for k in keys] == [layout.SCOPE_POD, layout.SCOPE_ANY]  # the twin before what points at it
+    flags = {k.scope: v.flags for k, v in p.services_put.items()}
+    assert flags[layout.SCOPE_ANY] == (layout.SVC_DROP_EMPTY | layout.SVC_MASQ_OFF_POD | layout.SVC_SOURCE_RANGES
+                                       | layout.SVC_POD_VARIANT)
+    assert flags[layout.SCOPE_POD] == layout.SVC_MASQ_ALL
+    sid = p.service_ids[service_key(main)]
+    assert p.ranges_put == {(56, sid, int(ipaddress.IPv4Address("203.0.113.0")))}
+    assert p.cidrs_put == {(16, int(ipaddress.IPv4Address("10.244.0.0")))}
+
+
+def test_a_twin_needs_its_main_entry():
+    with pytest.raises(ValueError, match="no entry for other sources"):
+        Dataplane.of([svc(b(1), scope="pod")])
+
+
+def test_source_ranges_and_pod_cidrs_follow_the_desired_state():
+    cur = applied(plan(Dataplane.of([svc(b(1), source_ranges=["198.51.100.0/24"])], pod_cidrs=PODS), Current(),
+                       MARKS))
+    p = plan(Dataplane.of([svc(b(1), source_ranges=["198.51.100.7/32"])]), cur, MARKS)
+    assert {r.prefixlen for r in p.ranges_put} == {64} and {r.prefixlen for r in p.ranges_delete} == {56}
+    assert p.cidrs_delete == cur.pod_cidrs and not p.cidrs_put
+    done = applied(p, cur)
+    assert plan(Dataplane.of([svc(b(1), source_ranges=["198.51.100.7/32"])]), done, MARKS).empty
+    gone = plan(Dataplane(), done, MARKS)
+    assert gone.ranges_delete == done.source_ranges
+
+
+def test_the_nodes_own_traffic_is_served_from_the_twin_and_masqueraded():
+    from blixt.dataplane.plan import NftView
+    main = svc(drop_when_empty=True)
+    twin = svc(b(1), b(2), scope="pod", affinity_timeout=30)
+    cur = applied(plan(Dataplane.of([main, twin, svc(port=81)]), Current(), MARKS))
+    outs = {o.key[2]: o for o in NftView.of(cur).outputs.values()}
+    assert sorted(outs) == [80, 81]  # one per frontend, not per entry
+    o = outs[80]
+    assert sorted(str(a) for a, _ in o.slots) == ["192.168.0.1", "192.168.0.2"]
+    assert o.masquerade and o.affinity == 30 and not o.drop
+    assert outs[81].slots == () and not outs[81].drop  # no endpoints: reject
+    only = applied(plan(Dataplane.of([main]), cur, MARKS), cur)
+    o = next(iter(NftView.of(only).outputs.values()))
+    assert o.slots == () and o.drop

@@ -11,6 +11,7 @@ agent has loaded its program.
 from __future__ import annotations
 
 import collections
+import ipaddress
 import os
 from typing import Iterable, Mapping, Sequence
 
@@ -44,6 +45,9 @@ def frontends(cur: Current, stats: Mapping[int, layout.Stats]) -> list[dict]:
             weights[k.service_id][slot.backend_id] += 1
             slot_flags[(k.service_id, slot.backend_id)] = slot.flags
     member_flags = {(m.service_id, m.backend_id): v.flags for m, v in cur.members.items()}
+    ranges: dict[int, list[str]] = collections.defaultdict(list)
+    for r in sorted(cur.source_ranges):
+        ranges[r.service_id].append(f"{ipaddress.IPv4Address(r.addr)}/{r.prefixlen - 32}")
     out = []
     for key in sorted(cur.services):
         svc = cur.services[key]
@@ -71,9 +75,22 @@ def frontends(cur: Current, stats: Mapping[int, layout.Stats]) -> list[dict]:
             "packets": counters.packets if counters else 0,
             "bytes": counters.bytes if counters else 0,
             "new_flows": counters.new_flows if counters else 0,
+            "policy": policy(svc.flags),
+            "source_ranges": ranges.get(svc.id, []),
             "backends": backends,
         })
     return out
+
+
+_POLICY = ((layout.SVC_MASQ_ALL, "masquerade every flow"),
+           (layout.SVC_MASQ_OFF_POD, "masquerade sources outside the pod CIDRs"),
+           (layout.SVC_DROP_EMPTY, "drop when no backend"),
+           (layout.SVC_SOURCE_RANGES, "source ranges only"),
+           (layout.SVC_POD_VARIANT, "pods use the (from pods) entry"))
+
+
+def policy(flags: int) -> list[str]:
+    return [text for bit, text in _POLICY if flags & bit]
 
 
 def map_fill(maps: Mapping[str, bpf.PinnedMap]) -> list[dict]:
@@ -115,8 +132,13 @@ def format_text(rep: dict) -> str:
         lines.append(f"  {f['frontend']}  service {f['service_id']}  slots {f['slot_count']}  "
                      f"affinity {affinity}")
         lines.append(f"    packets {f['packets']}  bytes {f['bytes']}  new flows {f['new_flows']}")
+        if f.get("policy"):
+            lines.append(f"    {', '.join(f['policy'])}")
+        if f.get("source_ranges"):
+            lines.append(f"    source ranges {', '.join(f['source_ranges'])}")
         if not f["backends"]:
-            lines.append("    no backends: new connections are rejected")
+            dropped = "drop when no backend" in f.get("policy", ())
+            lines.append(f"    no backends: new connections are {'dropped' if dropped else 'rejected'}")
         for b in f["backends"]:
             where = f"{b['address']}:{b['port']}" if b["address"] else "? (not in the nft map)"
             masq = "  masquerade" if b["masquerade"] else ""
