@@ -196,6 +196,7 @@ static __always_inline int copy_service(const struct blixt_service *v, const str
 	svc->slot_count = READ_ONCE(v->slot_count);
 	svc->flags = READ_ONCE(v->flags);
 	svc->affinity_timeout = READ_ONCE(v->affinity_timeout);
+	svc->affinity_id = READ_ONCE(v->affinity_id);
 	asm volatile("" ::: "memory");
 	/* The key again, after the fields: an element recycled for another
 	 * service while we copied it fails one of the two checks. Nothing
@@ -301,7 +302,7 @@ static __always_inline int pick(const struct blixt_service *svc, const struct pa
 	};
 	struct blixt_affinity_key ak = {
 		.client = pkt->saddr,
-		.service_id = svc->id,
+		.service_id = svc->affinity_id ? svc->affinity_id : svc->id,
 	};
 	int sticky = (svc->flags & BLIXT_SVC_AFFINITY) && pkt->new_conn;
 	int kept = 0;

@@ -58,6 +58,9 @@ struct blixt_service {
 	__u32 slot_count;     /* 0: no backends, the packet gets the reject bit */
 	__u32 flags;          /* BLIXT_SVC_* */
 	__u32 affinity_timeout; /* seconds, with BLIXT_SVC_AFFINITY */
+	__u32 affinity_id;    /* client-IP affinity is kept under this id, so the
+	                       * frontends of one Service port share it, as
+	                       * kube-proxy's per-endpoint sets are shared; 0: id */
 	/* The entry's own key. A hash map hands a replaced element to the next
 	 * update at once, so a reader can find another service's value behind
 	 * its pointer; it checks these against the key it looked up. */

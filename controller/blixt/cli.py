@@ -150,7 +150,7 @@ def _run_agent(args: argparse.Namespace) -> int:
     if args.bytecode_file:
         bytecode = bpfman.File(args.bytecode_file)
     else:
-        bytecode = bpfman.Image(args.bytecode_image)
+        bytecode = bpfman.Image(args.bytecode_image, pull_policy=bpfman.default_pull_policy(args.bytecode_image))
     try:
         proxy, local_addresses = _service_proxy(args, _netns_addresses(args.netns))
         marks = MarkConfig(args.mark_id_shift, args.mark_id_mask, args.mark_masquerade, args.mark_reject)
@@ -317,7 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--bpfman-timeout", type=float, default=60.0,
                        help="deadline for each bpfman call, seconds (default: %(default)s)")
     code = agent.add_mutually_exclusive_group(required=True)
-    code.add_argument("--bytecode-image", metavar="REF", help="OCI image with blixt's bytecode (HTTPS registry)")
+    code.add_argument("--bytecode-image", metavar="REF",
+                      help="OCI image with blixt's bytecode (HTTPS registry); pulled every load when its tag "
+                           "is latest or absent, as Kubernetes pulls images")
     code.add_argument("--bytecode-file", metavar="PATH", help="object file on the node instead (development)")
     agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE",
                        help="classify packets arriving on IFACE (TC ingress); repeatable")

@@ -209,11 +209,19 @@ def test_external_ips(node, svc):
              {("pod0", "node"), ("pod1", "node"), ("pod2", "node")})
 
 
-def test_client_ip_affinity_keeps_one_backend(node, svc):
-    svc("sticky", "10.96.10.10", {"sessionAffinity": "ClientIP",
-                                  "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
-    got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
-        outcomes(node, node.topo.client, "10.96.10.10", 80, count=20)))
+STICKY = {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}
+
+
+def served(node: Node, host, addr: str, port: int, count: int = 20) -> collections.Counter:
+    """outcomes() once every flow is answered (the proxy has converged)."""
+    return node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
+        outcomes(node, host, addr, port, count=count)))
+
+
+@pytest.mark.parametrize("source", ["client", "node"], ids=["from outside", "from the node"])
+def test_client_ip_affinity_keeps_one_backend(node, svc, source):
+    svc(f"sticky-{source}", "10.96.10.10" if source == "client" else "10.96.11.7", STICKY)
+    got = served(node, getattr(node.topo, source), "10.96.10.10" if source == "client" else "10.96.11.7", 80)
     assert len(got) == 1 and sum(got.values()) == 20, got
 
 
@@ -269,14 +277,6 @@ def test_node_to_a_load_balancer_ip_and_its_source_ranges(node, svc, kube):
                  "-p", json.dumps({"spec": {"loadBalancerSourceRanges": ["198.18.0.0/24"]}}))
     converge(node, "node inside the ranges", lambda: seen(outcomes(node, host, LB_IP, 80, count=24)),
              {("pod0", "node"), ("pod1", "node"), ("pod2", "node")})
-
-
-def test_node_client_ip_affinity(node, svc):
-    svc("own-sticky", "10.96.11.7", {"sessionAffinity": "ClientIP",
-                                     "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}})
-    got = node.wait_for("served", lambda: (lambda c: c if all(isinstance(k, tuple) for k in c) else None)(
-        outcomes(node, node.topo.node, "10.96.11.7", 80, count=20)))
-    assert len(got) == 1 and sum(got.values()) == 20, got
 
 
 # -- health checks ---------------------------------------------------------------
@@ -350,3 +350,12 @@ def test_a_udp_flow_follows_its_removed_endpoint(node, svc):
     moved = node.wait_for("the flow moved", lambda: (lambda a: a if isinstance(a, str) and a != first else None)(
         answered_by()))
     assert moved in {f"pod{i}" for i in rest}
+
+
+def test_affinity_is_shared_by_the_frontends_of_a_service_port(node, svc):
+    svc("sticky-np", "10.96.13.3", {"type": "NodePort", "nodePorts": [30094, 30094], **STICKY})
+    client = node.topo.client
+    first = served(node, client, "10.96.13.3", 80, count=10)
+    assert len(first) == 1, first
+    # The NodePort goes to the pod the ClusterIP chose for this client.
+    assert seen(outcomes(node, client, NODE_IP, 30094, count=10)) == set(first)

@@ -45,3 +45,15 @@ def test_image_to_proto_sets_credentials_only_when_given():
     assert not bare.HasField("username")
     full = client.Image("reg/x:1", pull_policy=client.PULL_ALWAYS, username="u", password="p").to_proto()
     assert (full.username, full.password, full.image_pull_policy) == ("u", "p", 0)
+
+
+@pytest.mark.parametrize("ref,policy", [
+    ("localhost:5443/blixt/bytecode:latest", client.PULL_ALWAYS),
+    ("localhost:5443/blixt/bytecode", client.PULL_ALWAYS),
+    ("quay.io/blixt/bytecode:v0.1.0", client.PULL_IF_NOT_PRESENT),
+    ("quay.io/blixt/bytecode@sha256:" + "0" * 64, client.PULL_IF_NOT_PRESENT),
+])
+def test_latest_or_untagged_images_are_pulled_every_load(ref, policy):
+    # A cached `:latest` once loaded the previous build's bytecode, without
+    # the maps this agent opens (found by the cluster tier).
+    assert client.default_pull_policy(ref) == policy

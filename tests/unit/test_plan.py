@@ -241,3 +241,15 @@ def test_the_nodes_own_traffic_is_served_from_the_twin_and_masqueraded():
     only = applied(plan(Dataplane.of([main]), cur, MARKS), cur)
     o = next(iter(NftView.of(only).outputs.values()))
     assert o.slots == () and o.drop
+
+
+def test_frontends_of_one_service_port_share_affinity():
+    a = svc(b(1), affinity_timeout=60, affinity_group="ns/web:http/tcp")
+    c = svc(b(1), addr=None, port=30080, affinity_timeout=60, affinity_group="ns/web:http/tcp")
+    other = svc(b(1), port=81, affinity_timeout=60, affinity_group="ns/web:other/tcp")
+    p = plan(Dataplane.of([a, c, other], local_addresses=["192.0.2.1"]), Current(), MARKS)
+    by_port = {k.port: v for k, v in p.services_put.items()}
+    assert by_port[80].affinity_id == by_port[30080].affinity_id == min(by_port[80].id, by_port[30080].id)
+    assert by_port[81].affinity_id == by_port[81].id
+    plain = plan(Dataplane.of([svc(b(1), affinity_group="g")]), Current(), MARKS)
+    assert [v.affinity_id for v in plain.services_put.values()] == [0]  # no affinity, no group

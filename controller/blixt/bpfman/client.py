@@ -59,6 +59,16 @@ class BpfmanSocketMissing(BpfmanError):
         )
 
 
+def default_pull_policy(ref: str) -> int:
+    """Kubernetes' rule for imagePullPolicy: Always for `:latest` or no tag
+    (the tag moves, so a cached copy may be stale), IfNotPresent otherwise."""
+    if "@" in ref:
+        return PULL_IF_NOT_PRESENT
+    name = ref.rsplit("/", 1)[-1]
+    tag = name.split(":", 1)[1] if ":" in name else "latest"
+    return PULL_ALWAYS if tag == "latest" else PULL_IF_NOT_PRESENT
+
+
 @dataclasses.dataclass(frozen=True)
 class Image:
     """Bytecode in an OCI image."""

@@ -163,7 +163,7 @@ class Service(_Struct):
     _c_name_ = "blixt_service"
     _be_ = frozenset({"key_addr", "key_port"})
     _fields_ = [("id", c_u32), ("gen", c_u32), ("slot_count", c_u32), ("flags", c_u32),
-                ("affinity_timeout", c_u32), ("key_addr", c_u32), ("key_port", c_u16),
+                ("affinity_timeout", c_u32), ("affinity_id", c_u32), ("key_addr", c_u32), ("key_port", c_u16),
                 ("key_proto", c_u8), ("key_scope", c_u8)]
 
 

@@ -60,7 +60,9 @@ class Service:
     scope "pod": serves, in place of the scope "any" entry with the same
     address, port and protocol, the sources in Dataplane.pod_cidrs.
     masquerade "all": every flow; "off-pod": sources outside the pod CIDRs.
-    source_ranges: when set, other sources are dropped."""
+    source_ranges: when set, other sources are dropped.
+    affinity_group: entries naming the same group (a Service port's
+    frontends) share client-IP affinity."""
 
     address: ipaddress.IPv4Address | None
     port: int
@@ -72,6 +74,7 @@ class Service:
     masquerade: str = ""
     drop_when_empty: bool = False
     source_ranges: tuple[ipaddress.IPv4Network, ...] = ()
+    affinity_group: str = ""  # entries with the same group share client-IP affinity
 
     def __post_init__(self):
         if self.address is not None:

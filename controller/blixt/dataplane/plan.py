@@ -194,7 +194,14 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
 
     # A scope "pod" entry goes first: the batch writes in order, and its
     # twin's POD_VARIANT flag must never point at nothing.
-    for svc in sorted(desired.services, key=lambda s: s.scope != "pod"):
+    ordered = sorted(desired.services, key=lambda s: s.scope != "pod")
+    # An affinity group is kept under its lowest service id (ids are stable).
+    groups: dict[str, int] = {}
+    for svc in ordered:
+        sid = svc_ids.get(service_key(svc))
+        if svc.affinity_timeout and svc.affinity_group:
+            groups[svc.affinity_group] = min(sid, groups.get(svc.affinity_group, sid))
+    for svc in ordered:
         key = service_key(svc)
         sid = svc_ids.get(key)
         service_ids[key] = sid
@@ -225,7 +232,8 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         if not same_slots:
             for i, v in enumerate(table):
                 slots_put[_new(SlotKey, (sid, gen, i))] = v
-        val = _new(ServiceVal, (sid, gen, len(table), flags, svc.affinity_timeout, *key))
+        affinity_id = groups.get(svc.affinity_group, 0) if svc.affinity_timeout else 0
+        val = _new(ServiceVal, (sid, gen, len(table), flags, svc.affinity_timeout, affinity_id, *key))
         if old != val:
             services_put[key] = val
         # A UDP flow the kernel tracked before this frontend had a backend

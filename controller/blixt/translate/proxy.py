@@ -122,7 +122,8 @@ def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: lis
         cluster, local = _backends(sel.cluster), _backends(sel.local)
         for f in group:
             common = dict(port=f.port, protocol=proto, affinity_timeout=f.affinity_timeout,
-                          name=f"{label}/{f.kind}", source_ranges=_ranges(f, opts))
+                          name=f"{label}/{f.kind}", source_ranges=_ranges(f, opts),
+                          affinity_group=f"{label}/{proto}")
             if not f.external:
                 local_policy = internal_local
                 masq = "all" if opts.masquerade_all else ("off-pod" if opts.pod_cidrs else "")
