@@ -151,6 +151,9 @@ def _run_agent(args: argparse.Namespace) -> int:
         bytecode = bpfman.File(args.bytecode_file)
     else:
         bytecode = bpfman.Image(args.bytecode_image, pull_policy=bpfman.default_pull_policy(args.bytecode_image))
+    if args.pod_interfaces and args.attach_mode != "tcx":
+        print("blixt agent: --pod-interfaces needs --attach-mode tcx", file=sys.stderr)
+        return 2
     try:
         proxy, local_addresses = _service_proxy(args, _netns_addresses(args.netns))
         marks = MarkConfig(args.mark_id_shift, args.mark_id_mask, args.mark_masquerade, args.mark_reject)
@@ -171,6 +174,11 @@ def _run_agent(args: argparse.Namespace) -> int:
     except (ConfigError, ApiServerUnreachable, bpfman.BpfmanError) as e:
         print(f"blixt agent: {e}", file=sys.stderr)
         return 1
+    pods = None
+    if args.pod_interfaces:
+        from blixt.node.pod_interfaces import PodInterfaces
+        pods = PodInterfaces(manager, args.pod_interfaces)
+        threading.Thread(target=pods.run, name="pod-interfaces", daemon=True).start()
     cache = Cache(api, resync=args.resync).start()
     proxy_health = service_health = healthz = None
     if proxy is not None:
@@ -190,8 +198,11 @@ def _run_agent(args: argparse.Namespace) -> int:
     try:
         # Programs stay loaded on exit: a restarted agent adopts them, and
         # established flows never notice.
-        return _serve_until_signal("agent", agent, agent.ready, args.metrics_bind)
+        ready = agent.ready if pods is None else lambda: agent.ready() and pods.synced.is_set()
+        return _serve_until_signal("agent", agent, ready, args.metrics_bind)
     finally:
+        if pods is not None:
+            pods.stop()
         if healthz is not None:
             healthz.stop()
         cache.stop()
@@ -323,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--bytecode-file", metavar="PATH", help="object file on the node instead (development)")
     agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE",
                        help="classify packets arriving on IFACE (TC ingress); repeatable")
+    agent.add_argument("--pod-interfaces", action="append", default=[], metavar="PREFIX",
+                       help="also classify packets arriving on every interface whose name starts with PREFIX "
+                            "(pods' host-side veths, e.g. veth), attaching as they appear; repeatable; tcx only")
     agent.add_argument("--attach-mode", choices=("tcx", "tc"), default="tcx",
                        help="TCX links, or legacy TC behind bpfman's dispatcher (default: %(default)s)")
     agent.add_argument("--netns", help="`ip netns` name of the node's network namespace (default: bpfman's own)")

@@ -4,6 +4,7 @@ pins. Needs root."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import pathlib
@@ -78,7 +79,7 @@ def test_long_names_are_cut_to_15_characters(make_map):
 
 
 def test_update_lookup_delete(make_map):
-    m = make_map(layout.BPF_MAP_TYPE_HASH, 8, 28, 16)
+    m = make_map(layout.BPF_MAP_TYPE_HASH, ctypes.sizeof(layout.ServiceKey), ctypes.sizeof(layout.Service), 16)
     key = layout.ServiceKey(layout.be32("10.0.0.1"), 0x5000, 6)  # port 80, network order
     val = layout.Service(id=1, gen=2, slot_count=3, flags=layout.SVC_AFFINITY, affinity_timeout=30)
     assert m.lookup(bytes(key)) is None

@@ -49,8 +49,7 @@ def node(request, kube, bpfman_server, bytecode_image, workdir):
     n.topo.node.exec("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
     try:
         if request.param == "blixt":
-            n.start_agent(*(f"--interface={p}" for p in ("eth-pod0", "eth-pod1", "eth-pod2")),
-                          "--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}",
+            n.start_agent("--pod-interfaces=eth-pod", "--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}",
                           f"--zone={ZONE}")
         else:
             reference = KubeProxy(wd, kube, n.topo.node.netns, n.name, NODE_IP, POD_CIDR, f"{NODE_IP}/32",
@@ -359,3 +358,20 @@ def test_affinity_is_shared_by_the_frontends_of_a_service_port(node, svc):
     assert len(first) == 1, first
     # The NodePort goes to the pod the ClusterIP chose for this client.
     assert seen(outcomes(node, client, NODE_IP, 30094, count=10)) == set(first)
+
+
+def test_a_pod_that_comes_later_is_served_and_its_link_goes_with_it(node, svc, bpfman_server):
+    svc("late", "10.96.13.4")
+    late = node.topo.add_pod()
+    try:
+        converge(node, "the new pod reaches the ClusterIP",
+                 lambda: seen(outcomes(node, late, "10.96.13.4", 80, count=24)),
+                 {("pod0", "client"), ("pod1", "client"), ("pod2", "client")})
+    finally:
+        node.topo.remove_pod(late)
+    if node.agent is None:  # kube-proxy: nothing to attach
+        return
+    with bpfman_server.client() as c:
+        (prog,) = c.list(match_metadata={"blixt.io/node": node.name})
+        # The uplink and the three pods' veths again: the gone pod's link was detached.
+        node.wait_for("the gone pod's link detached", lambda: len(c.get(prog.id).links) == 4)

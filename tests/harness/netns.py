@@ -77,12 +77,24 @@ class Topology:
         self.node = Host(node_ns, "198.18.0.1", "eth-client")
         self.client = Host(client_ns, "198.18.0.2", "eth0")
         self.pods: list[Host] = []
-        for i in range(pods):
-            pod_ns = self._ns(f"pod{i}")
-            net = f"{pod_net}.{i + 1}"
-            self._link(node_ns, f"eth-pod{i}", f"{net}.1", pod_ns, "eth0", f"{net}.2")
-            run(["ip", "-n", pod_ns, "route", "add", "default", "via", f"{net}.1"])
-            self.pods.append(Host(pod_ns, f"{net}.2", "eth0"))
+        self.pod_net = pod_net
+        for _ in range(pods):
+            self.add_pod()
+
+    def add_pod(self) -> Host:
+        """One more pod: pod i is {pod_net}.{i+1}.2 behind the node's eth-pod{i}."""
+        i = len(self.pods)
+        pod_ns = self._ns(f"pod{i}")
+        net = f"{self.pod_net}.{i + 1}"
+        self._link(self.node.netns, f"eth-pod{i}", f"{net}.1", pod_ns, "eth0", f"{net}.2")
+        run(["ip", "-n", pod_ns, "route", "add", "default", "via", f"{net}.1"])
+        self.pods.append(Host(pod_ns, f"{net}.2", "eth0"))
+        return self.pods[-1]
+
+    def remove_pod(self, pod: Host) -> None:
+        """Delete a pod's namespace (and with it both ends of its veth)."""
+        run(["ip", "netns", "del", pod.netns])
+        self.namespaces.remove(pod.netns)
 
     def close(self) -> None:
         errors = []

@@ -228,18 +228,22 @@ class Manager:
             log.info("carried %d %s entries over from program %d", len(items), name, predecessor.id)
 
     def _attach(self) -> None:
+        for a in self.settings.attachments:
+            self.attach(a.iface)
+
+    def attach(self, iface: str) -> int:
+        """Attach the loaded program to iface's ingress; the bpfman link id."""
         s = self.settings
-        name, _ = PROGRAMS[s.mode]
         prog = self.programs[0]
-        for a in s.attachments:
-            if s.mode == "tc":
-                link = self.client.attach_tc(prog.id, a.iface, "ingress", priority=s.priority,
-                                             netns=s.netns_path, proceed_on=(), metadata=s.metadata())
-            else:
-                link = self.client.attach_tcx(prog.id, a.iface, "ingress", priority=s.priority,
-                                              netns=s.netns_path, metadata=s.metadata())
-            log.info("attached %s to %s ingress in netns %s (link %d)", name, a.iface,
-                     s.netns or "(bpfman's)", link)
+        if s.mode == "tc":
+            link = self.client.attach_tc(prog.id, iface, "ingress", priority=s.priority,
+                                         netns=s.netns_path, proceed_on=(), metadata=s.metadata())
+        else:
+            link = self.client.attach_tcx(prog.id, iface, "ingress", priority=s.priority,
+                                          netns=s.netns_path, metadata=s.metadata())
+        log.info("attached %s to %s ingress in netns %s (link %d)", PROGRAMS[s.mode][0], iface,
+                 s.netns or "(bpfman's)", link)
+        return link
 
     def _open_maps(self) -> None:
         self._state = None
