@@ -272,3 +272,21 @@ def test_memory_follows_what_is_programmed(node):
     assert sum(full.values()) <= 150 * 2**20, full
     assert full["blixt_slots"] > empty["blixt_slots"]  # it follows the entries
     node.manager.apply(Dataplane())
+
+
+def test_the_nodes_own_traffic_to_a_frontend_is_balanced_with_its_weights(node):
+    """Processes on the node never pass TC ingress: the nft output path serves
+    them from the same slot table (a Gateway's frontend here)."""
+    from harness.traffic import run_client
+    node.topo.node.exec("ip", "route", "add", "198.18.100.0/24", "dev", "eth-client")  # connect() needs a route
+    node.manager.apply(Dataplane.of([service(node, weights=(3, 1, 0)), service(node, proto="udp")]))
+    tcp = run_client(node.topo.node, "tcp", VIP, PORT, "--count", 80)
+    assert not tcp["errors"]
+    counts = who(tcp["answers"])
+    assert set(counts) == {"pod0", "pod1"} and counts["pod0"] > counts["pod1"], counts  # 3:1, pod2 weight 0
+    udp = run_client(node.topo.node, "udp", VIP, PORT, "--count", 30)
+    assert not udp["errors"] and set(who(udp["answers"])) == {"pod0", "pod1", "pod2"}
+    # Without backends the output path rejects, as the TC path does for others.
+    node.manager.apply(Dataplane.of([service(node, weights=(0, 0, 0))]))
+    res = run_client(node.topo.node, "tcp", VIP, PORT, "--count", 2)
+    assert len(res["errors"]) == 2 and all("Refused" in e for e in res["errors"]), res
