@@ -62,12 +62,14 @@ $(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c
 	@mkdir -p $(BUILD)
 	gcc -shared -fPIC -O2 -Wall -Werror -o $@ $< -ldl
 
-# Two pytest sessions: the cluster tiers' bpfman must not meet the bpfman-rpc
-# the other tiers keep for their whole session (tests/harness/optin.py).
+# Three pytest sessions: the cluster tiers' bpfman must not meet the bpfman-rpc
+# the other tiers keep for their whole session (tests/harness/optin.py), and
+# tests/cluster_proxy makes a cluster of its own (without kube-proxy).
 CLUSTER_TIERS := tests/cluster_deps tests/images tests/cluster_node tests/cluster
 test: deps bytecode ## run every test tier against the real components, then the cluster tiers (root)
 	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) || rc=$$?; \
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_proxy $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 
 unit: venv ## the unprivileged unit tests only
@@ -116,11 +118,14 @@ test-images: images venv ## check those tarballs: tags, config, entrypoints run 
 # a "client" netns beside it (tests/harness/node.py; /work/shared/CLUSTER.md).
 .PHONY: cluster cluster-down test-cluster
 CLUSTER_DIR ?= /run/blixt-cluster
-cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR) (root)
-	$(VPY) tests/harness/node.py up --workdir $(CLUSTER_DIR)
+PROXY ?= kube-proxy
+cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR; PROXY=blixt: no kube-proxy) (root)
+	$(VPY) tests/harness/node.py up --workdir $(CLUSTER_DIR) --proxy $(PROXY)
 
 cluster-down: venv ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls, bpfman's programs and dirs) (root)
 	$(VPY) tests/harness/node.py down --workdir $(CLUSTER_DIR)
 
-test-cluster: deps-cluster images bytecode venv ## the cluster tiers alone: tests/cluster_node and tests/cluster (blixt deployed, upstream suite) (root)
-	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node tests/cluster $(PYTEST_ARGS)
+test-cluster: deps-cluster images bytecode venv ## the cluster tiers alone: tests/cluster_node and tests/cluster (blixt deployed, upstream suite), then tests/cluster_proxy (no kube-proxy) (root)
+	@rc=0; BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node tests/cluster $(PYTEST_ARGS) || rc=$$?; \
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_proxy $(PYTEST_ARGS) || rc=$$?; \
+	exit $$rc

@@ -17,7 +17,7 @@ import pathlib
 import pytest
 
 from harness import paths
-from harness.node import not_rolled_out
+from harness.node import Deployed
 from harness.optin import REASON, OptIn
 from harness.paths import component
 
@@ -28,28 +28,6 @@ pytest_collection_modifyitems = _opt.collection_modifyitems
 pytest_terminal_summary = _opt.terminal_summary
 
 
-class Deployed:
-    """The cluster with blixt applied from the bpfman overlay, all rolled out."""
-
-    def __init__(self, cluster):
-        self.cluster = cluster
-        cluster.kubectl("apply", "-k", OVERLAY)
-        self.rollout()
-
-    def rollout(self, timeout: str = "180s") -> None:
-        problem = not_rolled_out(self.cluster.kubectl, timeout)
-        if problem:
-            raise AssertionError(f"{problem}\n{self.describe()}")
-
-    def describe(self) -> str:
-        pods = self.cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
-        logs = ""
-        for ns, ds in (("bpfman", "ds/bpfman"), ("blixt-system", "ds/blixt-agent")):
-            logs += f"--- {ns}/{ds}\n" + self.cluster.kubectl("-n", ns, "logs", ds, "--all-containers",
-                                                           "--tail=30", check=False).stdout
-        return pods + logs
-
-
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory):
     from harness.node import NodeCluster
@@ -57,6 +35,6 @@ def deployed(tmp_path_factory):
     with component():
         cluster = NodeCluster(workdir, netns_prefix=f"bc{os.getpid() % 100000}")
     try:
-        yield Deployed(cluster)
+        yield Deployed(cluster, OVERLAY)
     finally:
         cluster.stop()

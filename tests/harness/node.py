@@ -61,6 +61,7 @@ BYTECODE_IMAGE = f"{REGISTRY}/blixt/bytecode:latest"
 BPFMAN_HOST_DIRS = ("/run/bpfman-sock", "/var/lib/bpfman")
 BPFMAN_FS = pathlib.Path("/run/bpfman/fs")
 # What `kubectl apply -k deploy/kustomize/overlays/bpfman` runs: (namespace, workload).
+PROXIES = ("kube-proxy", "blixt")
 BLIXT_WORKLOADS = (("bpfman", "daemonset/bpfman"), ("blixt-system", "daemonset/blixt-agent"),
                    ("blixt-system", "deployment/blixt-controller"))
 
@@ -231,9 +232,37 @@ def _starttime(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+class Deployed:
+    """A cluster with blixt applied from an overlay (kubectl apply -k), all rolled out."""
+
+    def __init__(self, cluster: "NodeCluster", overlay: pathlib.Path):
+        self.cluster = cluster
+        cluster.kubectl("apply", "-k", overlay)
+        self.rollout()
+
+    def rollout(self, timeout: str = "180s") -> None:
+        problem = not_rolled_out(self.cluster.kubectl, timeout)
+        if problem:
+            raise AssertionError(f"{problem}\n{self.describe()}")
+
+    def describe(self) -> str:
+        pods = self.cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+        logs = ""
+        for ns, ds in (("bpfman", "ds/bpfman"), ("blixt-system", "ds/blixt-agent")):
+            logs += f"--- {ns}/{ds}\n" + self.cluster.kubectl("-n", ns, "logs", ds, "--all-containers",
+                                                            "--tail=30", check=False).stdout
+        return pods + logs
+
+
 class NodeCluster:
-    def __init__(self, workdir: pathlib.Path = DEFAULT_WORKDIR, netns_prefix: str = "blixt"):
+    def __init__(self, workdir: pathlib.Path = DEFAULT_WORKDIR, netns_prefix: str = "blixt",
+                 proxy: str = "kube-proxy"):
+        """proxy: "kube-proxy", or "blixt": no kube-proxy; Services wait for
+        blixt's agent (overlays/service-proxy), CoreDNS included."""
         paths.require_root("a one-node cluster")
+        if proxy not in PROXIES:
+            raise ValueError(f"proxy must be one of {PROXIES}, got {proxy!r}")
+        self.proxy = proxy
         self.bin = paths.CLUSTER_BIN
         self.cni_bin = paths.CACHE / "cluster" / "cni" / "bin"
         for b in ("kubelet", "kube-controller-manager", "kube-scheduler", "containerd",
@@ -260,6 +289,7 @@ class NodeCluster:
         self.state = State(self.workdir)
         self.state.data["node_ns"] = self.node_ns
         self.state.data["client_ns"] = self.client_ns
+        self.state.data["proxy"] = proxy
         self.state.save()
         self.env = {**os.environ, "PATH": f"{self.bin}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"}
         try:
@@ -420,6 +450,12 @@ class NodeCluster:
             f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1"])
         self._wait("kubelet", self.node_ready, 180, f"Node {NODE_NAME} Ready")
 
+        if self.proxy == "blixt":
+            # CoreDNS reaches the apiserver through the `kubernetes` ClusterIP:
+            # it gets Ready once blixt's agent serves Services.
+            self.kubectl("apply", "-f", "-", input=COREDNS.replace("{dns_ip}", DNS_IP))
+            self._prepare_for_blixt(ca)
+            return
         # kube-proxy (nftables) for Services, then CoreDNS behind a fixed ClusterIP.
         self._spawn("kube-proxy", [
             self.bin / "kube-proxy", f"--kubeconfig={kubeconfig('kube-proxy', proxy)}",
@@ -602,13 +638,16 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=("up", "down"))
     ap.add_argument("--workdir", type=pathlib.Path, default=DEFAULT_WORKDIR)
+    ap.add_argument("--proxy", choices=PROXIES, default="kube-proxy",
+                    help="who serves Services: kube-proxy, or blixt (apply overlays/service-proxy; "
+                         "CoreDNS gets Ready once it runs)")
     a = ap.parse_args(argv)
     if a.action == "down":
         problems = teardown(a.workdir)
         for p in problems:
             print("left:", p, file=sys.stderr)
         return 1 if problems else 0
-    c = NodeCluster(a.workdir)
+    c = NodeCluster(a.workdir, proxy=a.proxy)
     print(f"Node {NODE_NAME} Ready. kubectl: nsenter --net=/run/netns/{c.node_ns} "
           f"{paths.KUBECTL} --kubeconfig={c.kubeconfig} get pods -A\n"
           f"client namespace: ip netns exec {c.client_ns} ...; logs in {c.workdir}; "

@@ -3,7 +3,7 @@
 tests/cluster_deps, tests/cluster_node and tests/cluster run a real cluster
 whose bpfman shares the machine's bpfman state (/run/bpfman) with the
 bpfman-rpc the other tiers start for their whole session, so they cannot run
-in that session. `make test` runs them in a second pytest session with
+in that session. `make test` runs them in later pytest sessions with
 BLIXT_CLUSTER=1. Without it their tests are deselected and the run's summary
 says so and why; with it they run, and a missing component is a skip, or a
 failure under CI=true, like any other (harness.paths)."""
@@ -20,7 +20,7 @@ def enabled() -> bool:
     return os.environ.get("BLIXT_CLUSTER") == "1"
 
 
-REASON = ("they run in `make test`'s second pytest session (BLIXT_CLUSTER=1): the cluster's bpfman "
+REASON = ("they run in `make test`'s later pytest sessions (BLIXT_CLUSTER=1): the cluster's bpfman "
           "must not meet this session's bpfman-rpc")
 
 
