@@ -16,10 +16,8 @@ import pathlib
 
 import pytest
 
-from harness import paths
-from harness.node import Deployed
+from harness import node, paths
 from harness.optin import REASON, OptIn
-from harness.paths import component
 
 HERE = pathlib.Path(__file__).parent
 OVERLAY = paths.REPO / "deploy" / "kustomize" / "overlays" / "bpfman"
@@ -30,11 +28,5 @@ pytest_terminal_summary = _opt.terminal_summary
 
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory):
-    from harness.node import NodeCluster
-    workdir = tmp_path_factory.mktemp("cluster")
-    with component():
-        cluster = NodeCluster(workdir, netns_prefix=f"bc{os.getpid() % 100000}")
-    try:
-        yield Deployed(cluster, OVERLAY)
-    finally:
-        cluster.stop()
+    with node.deployed(tmp_path_factory.mktemp("cluster"), OVERLAY, f"bc{os.getpid() % 100000}") as d:
+        yield d

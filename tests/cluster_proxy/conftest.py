@@ -13,10 +13,8 @@ import pathlib
 
 import pytest
 
-from harness import paths
-from harness.node import Deployed
+from harness import node, paths
 from harness.optin import REASON, OptIn
-from harness.paths import component
 
 HERE = pathlib.Path(__file__).parent
 OVERLAY = paths.REPO / "deploy" / "kustomize" / "overlays" / "service-proxy"
@@ -27,11 +25,6 @@ pytest_terminal_summary = _opt.terminal_summary
 
 @pytest.fixture(scope="session")
 def proxied(tmp_path_factory):
-    from harness.node import NodeCluster
-    workdir = tmp_path_factory.mktemp("cluster-proxy")
-    with component():
-        cluster = NodeCluster(workdir, netns_prefix=f"bp{os.getpid() % 100000}", proxy="blixt")
-    try:
-        yield Deployed(cluster, OVERLAY)
-    finally:
-        cluster.stop()
+    with node.deployed(tmp_path_factory.mktemp("cluster-proxy"), OVERLAY, f"bp{os.getpid() % 100000}",
+                       proxy="blixt") as d:
+        yield d

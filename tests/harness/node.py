@@ -22,6 +22,7 @@ CLI: python3 tests/harness/node.py up|down [--workdir DIR]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -252,6 +253,18 @@ class Deployed:
             logs += f"--- {ns}/{ds}\n" + self.cluster.kubectl("-n", ns, "logs", ds, "--all-containers",
                                                             "--tail=30", check=False).stdout
         return pods + logs
+
+
+@contextlib.contextmanager
+def deployed(workdir: pathlib.Path, overlay: pathlib.Path, netns_prefix: str, proxy: str = "kube-proxy"):
+    """A NodeCluster with blixt applied from the overlay, torn down afterwards
+    (a missing component fails or skips, as harness.paths.component says)."""
+    with paths.component():
+        cluster = NodeCluster(workdir, netns_prefix=netns_prefix, proxy=proxy)
+    try:
+        yield Deployed(cluster, overlay)
+    finally:
+        cluster.stop()
 
 
 class NodeCluster:
