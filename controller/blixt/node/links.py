@@ -13,7 +13,7 @@ from . import bpf
 GONE = "(interface gone)"
 
 
-def _interfaces(netns: str | None) -> dict[int, str]:
+def interfaces(netns: str | None) -> dict[int, str]:
     """ifindex -> name in the namespace (None: this process's)."""
     if netns is None:
         return {i: name for i, name in socket.if_nameindex()}
@@ -27,7 +27,7 @@ def tcx_ingress(prog_id: int, netns: str | None) -> list[str]:
     """The interfaces whose TCX ingress runs the program, sorted; GONE for
     each link whose device was deleted. An index not in the namespace is
     another namespace's interface and is left out."""
-    names = _interfaces(netns)
+    names = interfaces(netns)
     out = []
     for i in bpf.tcx_ingress_ifindexes(prog_id):
         if i == 0:

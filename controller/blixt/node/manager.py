@@ -138,6 +138,7 @@ class Manager:
         # What the kernel holds, read once and then kept in step with each
         # apply; refresh() reads it again (the agent does on resync).
         self._state: Current | None = None
+        self._view: NftView | None = None  # NftView.of(self._state), kept with it
 
     # -- programs -----------------------------------------------------------
 
@@ -246,7 +247,7 @@ class Manager:
         return link
 
     def _open_maps(self) -> None:
-        self._state = None
+        self._state = self._view = None
         for m in self.maps.values():
             m.close()
         pin_dir = self.programs[0].map_pin_path
@@ -258,7 +259,7 @@ class Manager:
             m.close()
         self.maps = {}
         self.programs = []
-        self._state = None
+        self._state = self._view = None
         remove(self.client, self.settings.node, self.settings.netns, self.settings.nft_table)
 
     # -- state --------------------------------------------------------------
@@ -283,20 +284,22 @@ class Manager:
         """Read the maps again and rewrite the nft table from them in one
         transaction (a tampered or deleted table is put right)."""
         self._state = self.current(backends_marks)
-        self.nft.rebuild(NftView.of(self._state))
+        self._view = NftView.of(self._state)
+        self.nft.rebuild(self._view)
         return self._state
 
     def apply(self, desired: Dataplane) -> Plan:
         """Make the kernel hold `desired`. On a CapacityError nothing is written."""
         state = self._state if self._state is not None else self.refresh()
+        old_view = self._view if self._view is not None else NftView.of(state)
         with _gc_paused():
             p = plan(desired, state, self.settings.marks)
             if p.empty:
                 return p
             target = after(state, p)
             view = NftView.of(target)
-        additions, deletions = nft_changes(NftView.of(state), view)
-        self._state = None  # unknown until every write below has gone through
+        additions, deletions = nft_changes(old_view, view)
+        self._state = self._view = None  # unknown until every write below has gone through
         L = layout
         m = self.maps
         self._nft_update(additions, view)
@@ -316,7 +319,7 @@ class Manager:
         _delete(m["blixt_pod_cidrs"], map(L.CidrKey.pack, p.cidrs_delete))
         _delete(m["blixt_source_ranges"], map(L.SourceRangeKey.pack, p.ranges_delete))
         self._nft_update(deletions, view)
-        self._state = target
+        self._state, self._view = target, view
         conntrack.flush_udp(self.settings.netns, p.udp_flushes)
         log.info("dataplane applied: %s", p.summary())
         return p

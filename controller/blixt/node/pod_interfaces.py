@@ -41,7 +41,7 @@ class PodInterfaces:
         self.synced = threading.Event()
 
     def matching(self) -> set[str]:
-        return {n for n in links._interfaces(self.netns).values()
+        return {n for n in links.interfaces(self.netns).values()
                 if n.startswith(self.prefixes) and n not in self._static}
 
     def sync(self) -> None:
