@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-scenarios bench bench-dataplane bench-convergence clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ demo: deps ## local single-node setup: apiserver, bpfman, controller, agent, net
 conformance: venv ## the upstream Gateway API v1.6.1 suite (GATEWAY-TCP, GATEWAY-UDP) on `make cluster` with blixt deployed; build/conformance-report.yaml and a table (root)
 	$(VPY) tests/conformance/upstream.py --workdir $(CLUSTER_DIR) --report $(BUILD)/conformance-report.yaml $(if $(RUN_TEST),--run-test $(RUN_TEST))
 
+conformance-services: deps-cluster images bytecode venv ## Kubernetes' own [sig-network] Services e2e tests on a fresh one-node cluster served by blixt alone (SERVICES_PROXIES="blixt kube-proxy" compares); JUnit, logs and a table in build/conformance-services (root)
+	$(VPY) tests/conformance/services.py $(foreach p,$(SERVICES_PROXIES),--proxy $(p)) $(SERVICES_ARGS)
+
 conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no kubelet), as a pass/fail table (root)
 	@mkdir -p $(BUILD)
 	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
@@ -119,6 +122,7 @@ test-images: images venv ## check those tarballs: tags, config, entrypoints run 
 .PHONY: cluster cluster-down test-cluster
 CLUSTER_DIR ?= /run/blixt-cluster
 PROXY ?= kube-proxy
+SERVICES_PROXIES ?= blixt
 cluster: deps-cluster images bytecode venv ## start the one-node cluster in netns blixt-node (client netns blixt-client; state in CLUSTER_DIR; PROXY=blixt: no kube-proxy) (root)
 	$(VPY) tests/harness/node.py up --workdir $(CLUSTER_DIR) --proxy $(PROXY)
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The binaries of a one-node Kubernetes cluster (kubelet, controller-manager,
 # scheduler, kube-proxy, containerd, runc, crictl, CNI plugins, CoreDNS,
-# echo-basic) and the upstream Gateway API conformance test binary, all built
-# from the Go module proxy. `make deps-cluster`; not part of `make deps`.
+# echo-basic), the upstream Gateway API conformance test binary, and
+# Kubernetes' own e2e test binary with its agnhost test image's binary, all
+# built from the Go module proxy. `make deps-cluster` (part of `make deps`).
 #
 # Layout: $BLIXT_CACHE/cluster-<kubernetes version>/{bin,cni/bin}, with the
 # stable link $BLIXT_CACHE/cluster. Each component has its own stamp under
@@ -12,12 +13,13 @@
 # binaries share its wrapper module (tests/cluster/kube), so with its Go cache
 # warm they take minutes instead of a cold Kubernetes build. kube.sh's stamp
 # hashes every tests/cluster/*/go.{mod,sum}, which is why the conformance
-# wrapper module lives in tests/conformance/upstream and the rest are built
-# with `go install module@version` instead of more wrappers there.
+# wrapper modules live in tests/conformance/{upstream,kubernetes} and the rest
+# are built with `go install module@version` instead of more wrappers there.
 source "$(dirname "$0")/lib.sh"
 
 KUBE_MOD=$REPO_ROOT/tests/cluster/kube
 CONF_MOD=$REPO_ROOT/tests/conformance/upstream
+E2E_MOD=$REPO_ROOT/tests/conformance/kubernetes
 
 KUBE_VERSION=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$KUBE_MOD/go.mod")
 GATEWAY_API_VERSION=$(awk '$1=="sigs.k8s.io/gateway-api/conformance" {print $2; exit}' "$CONF_MOD/go.mod")
@@ -139,5 +141,25 @@ build_conformance() {
 component conformance "gateway-api conformance $GATEWAY_API_VERSION cgo=0 src=$(files_hash "$CONF_MOD"/go.mod "$CONF_MOD"/go.sum "$CONF_MOD"/*.go)" \
   "$BIN/gateway-api-conformance.test" -- build_conformance
 
+# Kubernetes' e2e tests (`make conformance-services`) and agnhost, the image
+# their pods run: the same release as the cluster, from a wrapper module of
+# their own (it needs ginkgo, gomega and k8s.io/sample-apiserver besides the
+# cluster's requirements). vet is left to upstream: it doubles the build.
+e2e_mod_hash=$(files_hash "$E2E_MOD/go.mod" "$E2E_MOD/go.sum")
+[ "$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$E2E_MOD/go.mod")" = "$KUBE_VERSION" ] ||
+  { log "cluster: $E2E_MOD/go.mod requires another k8s.io/kubernetes than $KUBE_VERSION"; exit 1; }
+build_kubernetes_e2e() {
+  (cd "$E2E_MOD" && CGO_ENABLED=0 go test -c -vet=off -trimpath -ldflags "$kube_ldflags" -o "$BIN/e2e.test" \
+    k8s.io/kubernetes/test/e2e)
+}
+component kubernetes-e2e "kubernetes e2e $KUBE_VERSION cgo=0 ldflags=$kube_ldflags mod=$e2e_mod_hash" \
+  "$BIN/e2e.test" -- build_kubernetes_e2e
+
+build_agnhost() {
+  (cd "$E2E_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/agnhost" \
+    k8s.io/kubernetes/test/images/agnhost)
+}
+component agnhost "agnhost $KUBE_VERSION cgo=0 ldflags=-s -w mod=$e2e_mod_hash" "$BIN/agnhost" -- build_agnhost
+
 ln -sfn "$DIR" "$BLIXT_CACHE/cluster"
-log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION in $DIR"
+log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION, kubernetes e2e and agnhost in $DIR"

@@ -11,6 +11,10 @@
 #            the static binaries `make deps-cluster` builds, on a distroless-like
 #            root (passwd, group, CA certificates, /tmp), as user nonroot (65532);
 #            skipped with a note when those binaries are not built
+#   agnhost  Kubernetes' e2e test image (test/images/agnhost, built by `make
+#            deps-cluster`) on a Debian root with the tools its Dockerfile adds
+#            to Alpine (sh, bash, curl, nc, ip, dig), tagged as the e2e
+#            framework names it
 #
 # Each root file system becomes one uncompressed layer (umoci raw add-layer),
 # the image config is set with umoci, and skopeo writes a docker-archive
@@ -19,7 +23,7 @@
 # "name:tag file" for every tag, sorted. A stamp beside each tarball records
 # the inputs it was built from; a changed input rebuilds that image only.
 #
-# Usage: images.sh [blixt|bpfman|pause|echo-basic|coredns ...]   (default: all)
+# Usage: images.sh [blixt|bpfman|pause|echo-basic|coredns|agnhost ...]   (default: all)
 # Debian packages come from the host's Debian apt sources (the deb822 file
 # /etc/apt/sources.list.d/debian.sources, else /etc/apt/sources.list);
 # IMAGES_APT_SOURCES=FILE picks another sources file.
@@ -450,13 +454,66 @@ build_coredns() {
   finish coredns "$work/rootfs" "$start" "$want"
 }
 
+# --- agnhost -----------------------------------------------------------------
+# Upstream's image is Alpine plus bind-tools, curl, netcat-openbsd, iproute2,
+# iperf and bash (busybox gives it wget); the e2e tests run its shell commands (`nc -v -t -w 2`,
+# `curl -g -q -s`, `wget -q -O - -T 1`, `ip`, `nslookup`) in exec pods. The same tools from Debian; not
+# iperf (network performance tests only) and not the fake registry that
+# upstream prepares with crane in a build stage (image pull tests only).
+AGNHOST_PACKAGES=(bash curl wget netcat-openbsd iproute2 bind9-dnsutils ca-certificates)
+
+build_agnhost() {
+  local bin version src want
+  bin=$(cluster_binary agnhost)
+  [ -n "$bin" ] || return 0
+  src=$GOMODCACHE/k8s.io/kubernetes@$KUBE_VERSION/test/images/agnhost
+  [ -f "$src/VERSION" ] || { log "images: agnhost: $src/VERSION missing (make deps-cluster downloads it)"; exit 1; }
+  version=$(cat "$src/VERSION")
+  want="agnhost $version $(sha256sum < "$bin" | cut -d' ' -f1); $SUITE ${AGNHOST_PACKAGES[*]}; script $SCRIPT_HASH"
+  cached agnhost "$want" && return 0
+  local start work
+  start=$(date +%s)
+  work=$(newwork agnhost)
+  WORKDIRS+=("$work")
+  log "images: agnhost $version: Debian $SUITE root (mmdebstrap)"
+  mmdebstrap --quiet --mode=root --variant=essential --format=directory \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --include="$(IFS=,; echo "${AGNHOST_PACKAGES[*]}")" "${DPKG_EXCLUDES[@]}" \
+    "$SUITE" "$work/rootfs" "$APT_SOURCES" 2> "$work/mmdebstrap.log" ||
+    { cat "$work/mmdebstrap.log" >&2; log "images: agnhost: mmdebstrap failed"; exit 1; }
+  local r=$work/rootfs
+  prune "$r"
+  install -m 0755 "$bin" "$r/agnhost"
+  # As upstream's Dockerfile: the entrypoint-tester's second name, porter's
+  # TLS pair in /, /uploads, and the user and group a SupplementalGroups test
+  # expects in the image.
+  ln -s agnhost "$r/agnhost-2"
+  install -m 0644 "$src/porter/localhost.crt" "$src/porter/localhost.key" "$r/"
+  mkdir -p "$r/uploads" "$r/tmp" "$r/proc" "$r/sys" "$r/dev"
+  chmod 1777 "$r/tmp"
+  echo 'user-defined-in-image:x:1000:1000::/home/user-defined-in-image:/bin/sh' >> "$r/etc/passwd"
+  echo 'user-defined-in-image:x:1000:' >> "$r/etc/group"
+  echo 'group-defined-in-image:x:50000:user-defined-in-image' >> "$r/etc/group"
+  check_libs "$r" /usr/bin/curl /usr/bin/wget /usr/bin/nc.openbsd /usr/bin/ip /usr/bin/dig /usr/bin/bash
+  pack_layer "$r" "$work/layer.tar"
+  assemble agnhost "$work" "$work/layer.tar" "registry.k8s.io/e2e-test-images/agnhost:$version" -- \
+    --config.entrypoint /agnhost --config.cmd pause \
+    --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --config.exposedports 80/tcp --config.exposedports 8080/tcp --config.exposedports 8081/tcp \
+    --config.exposedports 9376/tcp --config.exposedports 5000/tcp \
+    --config.workingdir / \
+    --config.user 0:0 \
+    --config.label "org.opencontainers.image.version=$version"
+  finish agnhost "$r" "$start" "$want"
+}
+
 # --- main --------------------------------------------------------------------
-ALL=(blixt bpfman pause echo-basic coredns)
+ALL=(blixt bpfman pause echo-basic coredns agnhost)
 want_images=("$@")
 [ ${#want_images[@]} -gt 0 ] || want_images=("${ALL[@]}")
 for img in "${want_images[@]}"; do
   case $img in
-    blixt|bpfman|pause|echo-basic|coredns) "build_$img" ;;
+    blixt|bpfman|pause|echo-basic|coredns|agnhost) "build_$img" ;;
     *) log "images: unknown image '$img' (known: ${ALL[*]})"; exit 2 ;;
   esac
 done
