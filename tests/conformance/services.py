@@ -13,8 +13,8 @@ keeps its JUnit report in OUT/<proxy>/junit_01.xml with the log, and tears
 the cluster down. No other cluster may be running (`make cluster-down`).
 
 The selection: every spec whose name holds `[sig-network] Services `, the
-[Conformance] ones and the others, minus SKIPS below (each with its reason).
-Tests that need more nodes, a cloud provider or SSH to the node skip
+[Conformance] ones and the others; none is skipped by us. Tests that need
+more nodes, or a component running as a pod they can delete, skip
 themselves at run time; the table shows the reason they give.
 
 Exit status 0 only if no selected test failed with any proxy and every
@@ -40,15 +40,6 @@ E2E = paths.CLUSTER_BIN / "e2e.test"
 OVERLAY = paths.REPO / "deploy" / "kustomize" / "overlays" / "service-proxy"
 FOCUS = r"\[sig-network\] Services "
 PREFIX = "[sig-network] Services "
-
-# Tests of the selection not run, and why (matched against the spec's name).
-# Nothing else is skipped by us.
-SKIPS = {
-    r"\[Disruptive\]": "restarts kube-proxy or kube-apiserver over SSH to the node (the e2e framework's "
-                       "provider tooling); this cluster's components are processes of the test harness",
-    r"SCTP": "this kernel has no SCTP (socket(AF_INET, SOCK_STREAM, 132) fails with EPROTONOSUPPORT)",
-}
-
 
 @dataclasses.dataclass
 class Result:
@@ -86,11 +77,8 @@ def parse_junit(path: pathlib.Path) -> dict[str, Result]:
     return out
 
 
-def skip_reason(name: str, result: Result) -> str:
-    """Why a skipped test was not run: ours (SKIPS) or the test's own message."""
-    for pattern, reason in SKIPS.items():
-        if re.search(pattern, name):
-            return f"skipped by blixt's selection: {reason}"
+def skip_reason(result: Result) -> str:
+    """Why a skipped test was not run, as the test says."""
     msg = re.sub(r"^skipped\s*-?\s*", "", result.message)
     # The e2e framework's own skip messages carry the file and line first.
     msg = re.sub(r"^\[?SKIPPED\]?\s*", "", msg)
@@ -106,7 +94,7 @@ def first_line(text: str) -> str:
 
 
 def run_e2e(cluster: node.NodeCluster, outdir: pathlib.Path, timeout: str, focus: str = FOCUS) -> dict[str, Result]:
-    """The e2e binary's specs matching focus (minus SKIPS) against the cluster."""
+    """The e2e binary's specs matching focus against the cluster."""
     binary = paths.require_file(E2E, "Kubernetes' e2e test binary (make deps-cluster)")
     outdir.mkdir(parents=True, exist_ok=True)
     for old in outdir.glob("junit_*.xml"):
@@ -114,8 +102,7 @@ def run_e2e(cluster: node.NodeCluster, outdir: pathlib.Path, timeout: str, focus
     argv = [
         "ip", "netns", "exec", cluster.client_ns, str(binary),
         f"--kubeconfig={cluster.kubeconfig}", f"--kubectl-path={paths.KUBECTL}",
-        f"--report-dir={outdir}", f"--ginkgo.focus={focus}",
-        f"--ginkgo.skip={'|'.join(SKIPS)}", f"--ginkgo.timeout={timeout}",
+        f"--report-dir={outdir}", f"--ginkgo.focus={focus}", f"--ginkgo.timeout={timeout}",
         "--ginkgo.no-color", "--ginkgo.v",
         # The one node is the control plane's too; nothing else needs waiting for.
         "--allowed-not-ready-nodes=0", "--system-pods-startup-timeout=5m",
@@ -175,7 +162,7 @@ def table(runs: dict[str, dict[str, Result]]) -> str:
             r = runs[p].get(n)
             cells.append(f"{(r.status if r else '-'):>10}")
             if r and r.status == "skipped":
-                notes.append(skip_reason(n, r))
+                notes.append(skip_reason(r))
             elif r and r.status == "failed":
                 notes.append(f"{p}: {first_line(r.message)}")
         label = n if len(n) <= width else n[:width - 1] + "…"

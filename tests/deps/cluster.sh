@@ -155,11 +155,16 @@ build_kubernetes_e2e() {
 component kubernetes-e2e "kubernetes e2e $KUBE_VERSION cgo=0 ldflags=$kube_ldflags mod=$e2e_mod_hash" \
   "$BIN/e2e.test" -- build_kubernetes_e2e
 
+# agnhost's version (its VERSION file; upstream's Makefile sets it the same way).
+command -v go >/dev/null && (cd "$E2E_MOD" && go mod download k8s.io/kubernetes)
+agnhost_version=$(cat "$GOMODCACHE/k8s.io/kubernetes@$KUBE_VERSION/test/images/agnhost/VERSION" 2>/dev/null || echo unknown)
+agnhost_ldflags="-s -w -X main.Version=$agnhost_version"
 build_agnhost() {
-  (cd "$E2E_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/agnhost" \
+  (cd "$E2E_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "$agnhost_ldflags" -o "$BIN/agnhost" \
     k8s.io/kubernetes/test/images/agnhost)
 }
-component agnhost "agnhost $KUBE_VERSION cgo=0 ldflags=-s -w mod=$e2e_mod_hash" "$BIN/agnhost" -- build_agnhost
+component agnhost "agnhost $agnhost_version ($KUBE_VERSION) cgo=0 ldflags=$agnhost_ldflags mod=$e2e_mod_hash" \
+  "$BIN/agnhost" -- build_agnhost
 
 ln -sfn "$DIR" "$BLIXT_CACHE/cluster"
 log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION, kubernetes e2e and agnhost in $DIR"
