@@ -36,6 +36,10 @@ CNI_PLUGINS_VERSION = "v1.8.0"
 COREDNS_VERSION = "v1.12.2"
 GATEWAY_API_VERSION = "v1.6.1"
 CONFORMANCE_BINARY = "gateway-api-conformance.test"
+E2E_BINARY = "e2e.test"
+AGNHOST_VERSION = "2.59"
+# Test binaries: their build info lists no modules.
+TEST_BINARIES = (CONFORMANCE_BINARY, E2E_BINARY)
 
 KUBE = ["kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy"]
 CNI_PLUGINS = ["bridge", "host-local", "loopback", "portmap"]
@@ -53,6 +57,8 @@ BUILDS = {
     "coredns": (BIN, "github.com/coredns/coredns", COREDNS_VERSION, "0", None),
     "echo-basic": (BIN, "sigs.k8s.io/gateway-api/conformance", GATEWAY_API_VERSION, "0", None),
     CONFORMANCE_BINARY: (BIN, "sigs.k8s.io/gateway-api/conformance", GATEWAY_API_VERSION, "0", None),
+    E2E_BINARY: (BIN, "k8s.io/kubernetes", KUBE_VERSION, "0", None),
+    "agnhost": (BIN, "k8s.io/kubernetes", KUBE_VERSION, "0", None),
 }
 
 # name -> (version argv, pattern its output must match)
@@ -64,6 +70,7 @@ VERSIONS = {
     "runc": (["--version"], rf"^runc version {re.escape(RUNC_VERSION[1:])}$"),
     "crictl": (["--version"], rf"^crictl version {re.escape(CRI_TOOLS_VERSION)}$"),
     "coredns": (["-version"], rf"^CoreDNS-{re.escape(COREDNS_VERSION[1:])}$"),
+    "agnhost": (["--version"], rf"^app version {re.escape(AGNHOST_VERSION)}$"),
 }
 
 # Upstream v1.6.1's TCP and UDP route tests (conformance/tests/{tcp,udp}route-*.go).
@@ -134,7 +141,7 @@ def test_built_from_the_pinned_module(name):
     path = binary(name)
     _, module, version, cgo, tags = BUILDS[name]
     mods, settings = build_info(path)
-    if name == CONFORMANCE_BINARY:
+    if name in TEST_BINARIES:
         # A test binary's build info lists no modules; with -trimpath its
         # source file names read module@version/file instead.
         versions = set(re.findall(rb"(?<![\w./-])" + re.escape(module.encode()) + rb"@(v[\w.+-]+)/", path.read_bytes()))
@@ -147,6 +154,16 @@ def test_built_from_the_pinned_module(name):
         assert settings.get("-tags") == tags
     if cgo == "0":
         assert not has_interpreter(path), f"{name} is dynamically linked"
+
+
+def test_e2e_binary_selects_the_services_conformance_tests():
+    """What `make conformance-services` runs: Kubernetes v1.35.4 tags 15
+    `[sig-network] Services` tests [Conformance] (a dry run lists them)."""
+    out = output([binary(E2E_BINARY), "--ginkgo.dry-run", "--ginkgo.no-color", "--ginkgo.v",
+                  r"--ginkgo.focus=\[sig-network\] Services .*\[Conformance\]"])
+    specs = re.findall(r"^\[sig-network\] Services (should .*) \[Conformance\]", out, re.M)
+    assert len(specs) == 15, specs
+    assert "should serve a basic endpoint from pods" in specs
 
 
 def test_conformance_binary_uses_the_same_gateway_api_release():

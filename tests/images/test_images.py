@@ -6,10 +6,10 @@ a runtime would run). Each image's entrypoint then runs from that spec, with
 chroot in fresh mount, PID and network namespaces (proc, sysfs, /dev and a
 tmpfs /tmp mounted as a runtime would), as the image's user.
 
-Root only. Run by `make test-images` after `make images`; not part of
-`make test` (see conftest.py). echo-basic and coredns are skipped when
-`make deps-cluster` has not built their binaries (and so `make images` did
-not build their images).
+Root only. Run by `make test-images` after `make images`, and by `make
+test`'s second pytest session, which names tests/images (see conftest.py).
+echo-basic, coredns and agnhost are skipped when `make deps-cluster` has not
+built their binaries (and so `make images` did not build their images).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ PAUSE_TAG = "3.10.1"
 # What Gateway API's conformance base manifests (v1.6.1) name.
 ECHO_BASIC_TAGS = ["v1.5.1", "v1.6.0-dev.2", "v1.6.0-dev.3"]
 COREDNS_TAG = "v1.12.2"
+AGNHOST_TAG = "2.59"
 NONROOT = "65532:65532"
 
 EXPECTED = {
@@ -51,6 +52,9 @@ EXPECTED = {
                    "entrypoint": ["/echo-basic"], "user": NONROOT, "binary": "echo-basic"},
     "coredns": {"tags": [f"registry.k8s.io/coredns/coredns:{COREDNS_TAG}"], "entrypoint": ["/coredns"],
                 "user": NONROOT, "binary": "coredns"},
+    # Kubernetes' e2e image, as the e2e framework (v1.35.4) names it.
+    "agnhost": {"tags": [f"registry.k8s.io/e2e-test-images/agnhost:{AGNHOST_TAG}"], "entrypoint": ["/agnhost"],
+                "cmd": ["pause"], "user": "0:0", "binary": "agnhost"},
 }
 BLIXT_COMMANDS = ("controller", "agent", "bpfman-programs", "dataplane", "translate")
 # The controller's pod runs as this user with a read-only root (deploy/kustomize/base/controller.yaml).
@@ -218,14 +222,14 @@ def test_image_config(name):
     assert (config["os"], config["architecture"]) == ("linux", "amd64")
     c = config["config"]
     assert c["Entrypoint"] == EXPECTED[name]["entrypoint"]
-    assert not c.get("Cmd")
+    assert c.get("Cmd") == EXPECTED[name].get("cmd")
     assert c["User"] == EXPECTED[name]["user"]
 
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_runtime_spec_from_the_image(name, unpacked):
     img = unpacked(name)
-    assert img.args == EXPECTED[name]["entrypoint"]
+    assert img.args == EXPECTED[name]["entrypoint"] + EXPECTED[name].get("cmd", [])
     assert "%d:%d" % img.user == EXPECTED[name]["user"]
     assert img.spec["process"]["cwd"] == "/"
 
@@ -537,6 +541,48 @@ def test_coredns_answers_on_port_53_as_nonroot(unpacked, tmp_path):
         stop(proc)
 
 
+# --- agnhost -------------------------------------------------------------------
+
+NETEXEC_GET = """
+import time, urllib.request
+for _ in range(100):
+    try:
+        print(urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=2).read().decode())
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    raise SystemExit("agnhost netexec did not answer on :8080")
+"""
+
+
+def test_agnhost_netexec_answers(unpacked):
+    img = unpacked("agnhost")
+    proc = img.start(["/agnhost", "netexec", "--http-port=8080"])
+    try:
+        pid = ns_init_pid(proc.pid)
+        assert in_netns(pid, NETEXEC_GET).strip()
+    finally:
+        stop(proc)
+
+
+def test_agnhost_has_the_tools_the_e2e_tests_run(unpacked):
+    """The shell commands the Services e2e tests run in agnhost pods
+    (test/e2e/network/service.go): nc, curl, wget, seq, nslookup; nsenter
+    for the host-exec pods."""
+    img = unpacked("agnhost")
+    res = img.run(["/bin/sh", "-c", "nc -h 2>&1 | head -1; curl --version | head -1; wget --version | head -1; "
+                   "seq 1 2 | tr '\\n' ' '; echo; nslookup -version 2>&1; echo; nsenter --version; ip -V; "
+                   "bash --version | head -1; /agnhost --version"])
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for want in ("OpenBSD netcat", "curl ", "GNU Wget", "1 2", "nslookup 9.", "nsenter from util-linux",
+                 "ip utility", "GNU bash", f"version {AGNHOST_TAG}"):
+        assert want in out, (want, out)
+    assert "user-defined-in-image:x:1000:" in (img.rootfs / "etc/passwd").read_text()
+    assert "group-defined-in-image:x:50000:user-defined-in-image" in (img.rootfs / "etc/group").read_text()
+
+
 # --- the tarballs in containerd ------------------------------------------------
 
 CONTAINERD_TOOLS = ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
@@ -546,6 +592,7 @@ RUNS = {
     "bpfman": (["/bpfman-rpc", "--version"], paths.BPFMAN_VERSION),
     "pause": (["/pause", "-v"], f"pause.c v{PAUSE_TAG}"),
     "coredns": (["/coredns", "-version"], f"CoreDNS-{COREDNS_TAG[1:]}"),
+    "agnhost": (["/agnhost", "--version"], f"version {AGNHOST_TAG}"),
 }
 
 
