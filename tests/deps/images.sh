@@ -79,6 +79,9 @@ mkdir -p "$OUT"
 WORKDIRS=()
 trap 'rm -rf "${WORKDIRS[@]}"' EXIT
 newwork() { mktemp -d "$OUT/.$1.XXXXXX"; }
+# begin NAME: sets the caller's locals `start` (now) and `work` (a work
+# directory for NAME, removed however the script ends).
+begin() { start=$(date +%s); work=$(newwork "$1"); WORKDIRS+=("$work"); }
 
 # Docs, man pages and translations are left out of the Debian roots.
 DPKG_EXCLUDES=(
@@ -226,9 +229,7 @@ build_blixt() {
   [ "$pyver" = 3.11 ] || { log "images: $py is Python $pyver; the wheelhouse needs 3.11 (set PYTHON=)"; exit 1; }
 
   local start work
-  start=$(date +%s)
-  work=$(newwork blixt)
-  WORKDIRS+=("$work")
+  begin blixt
 
   log "images: blixt: wheels for blixt $BLIXT_VERSION and its dependencies"
   mkdir -p "$work/src" "$work/wheels"
@@ -288,9 +289,7 @@ build_bpfman() {
   cached bpfman "$want" && return 0
 
   local start work
-  start=$(date +%s)
-  work=$(newwork bpfman)
-  WORKDIRS+=("$work")
+  begin bpfman
 
   # The extract variant unpacks the packages and nothing else: no shell, no
   # dpkg, no maintainer scripts. The binaries need only these libraries.
@@ -355,9 +354,7 @@ build_pause() {
   cached pause "$want" && return 0
 
   local start work
-  start=$(date +%s)
-  work=$(newwork pause)
-  WORKDIRS+=("$work")
+  begin pause
   log "images: pause: gcc $cflags pause.c (k8s.io/kubernetes $kube_version)"
   mkdir -p "$work/rootfs"
   # shellcheck disable=SC2086
@@ -413,9 +410,7 @@ build_echo-basic() {
   want="echo-basic $(sha256sum < "$bin" | cut -d' ' -f1); tags ${ECHO_BASIC_TAGS[*]}; script $SCRIPT_HASH"
   cached echo-basic "$want" && return 0
   local start work tags=() t
-  start=$(date +%s)
-  work=$(newwork echo-basic)
-  WORKDIRS+=("$work")
+  begin echo-basic
   static_root "$work/rootfs" "$work"
   install -m 0755 "$bin" "$work/rootfs/echo-basic"
   pack_layer "$work/rootfs" "$work/layer.tar"
@@ -437,9 +432,7 @@ build_coredns() {
   want="coredns $version $(sha256sum < "$bin" | cut -d' ' -f1); script $SCRIPT_HASH"
   cached coredns "$want" && return 0
   local start work
-  start=$(date +%s)
-  work=$(newwork coredns)
-  WORKDIRS+=("$work")
+  begin coredns
   static_root "$work/rootfs" "$work"
   install -m 0755 "$bin" "$work/rootfs/coredns"
   # As upstream's image: nonroot binds :53 through this file capability.
@@ -472,9 +465,7 @@ build_agnhost() {
   want="agnhost $version $(sha256sum < "$bin" | cut -d' ' -f1); $SUITE ${AGNHOST_PACKAGES[*]}; script $SCRIPT_HASH"
   cached agnhost "$want" && return 0
   local start work
-  start=$(date +%s)
-  work=$(newwork agnhost)
-  WORKDIRS+=("$work")
+  begin agnhost
   log "images: agnhost $version: Debian $SUITE root (mmdebstrap)"
   mmdebstrap --quiet --mode=root --variant=essential --format=directory \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \

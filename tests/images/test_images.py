@@ -470,16 +470,18 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-HTTP_GET = """
-import json, time, urllib.request
+def http_get(url: str) -> str:
+    """Python code that prints the body at url, retrying while the server starts."""
+    return f"""
+import time, urllib.request
 for _ in range(100):
     try:
-        print(urllib.request.urlopen("http://127.0.0.1:3000/images-test", timeout=2).read().decode())
+        print(urllib.request.urlopen({url!r}, timeout=2).read().decode())
         break
     except OSError:
         time.sleep(0.1)
 else:
-    raise SystemExit("echo-basic did not answer on :3000")
+    raise SystemExit("nothing answered at {url}")
 """
 
 
@@ -489,7 +491,7 @@ def test_echo_basic_serves_http_as_nonroot(unpacked):
     proc = img.start(env={"POD_NAME": "echo-pod", "NAMESPACE": "images-test"})
     try:
         pid = ns_init_pid(proc.pid)
-        answer = json.loads(in_netns(pid, HTTP_GET))
+        answer = json.loads(in_netns(pid, http_get("http://127.0.0.1:3000/images-test")))
         assert (answer["pod"], answer["namespace"], answer["path"]) == ("echo-pod", "images-test", "/images-test")
         status = proc_status(pid)
         assert status["Uid"].split()[0] == "65532" and status["Gid"].split()[0] == "65532"
@@ -543,25 +545,12 @@ def test_coredns_answers_on_port_53_as_nonroot(unpacked, tmp_path):
 
 # --- agnhost -------------------------------------------------------------------
 
-NETEXEC_GET = """
-import time, urllib.request
-for _ in range(100):
-    try:
-        print(urllib.request.urlopen("http://127.0.0.1:8080/hostname", timeout=2).read().decode())
-        break
-    except OSError:
-        time.sleep(0.1)
-else:
-    raise SystemExit("agnhost netexec did not answer on :8080")
-"""
-
-
 def test_agnhost_netexec_answers(unpacked):
     img = unpacked("agnhost")
     proc = img.start(["/agnhost", "netexec", "--http-port=8080"])
     try:
         pid = ns_init_pid(proc.pid)
-        assert in_netns(pid, NETEXEC_GET).strip()
+        assert in_netns(pid, http_get("http://127.0.0.1:8080/hostname")).strip()
     finally:
         stop(proc)
 
