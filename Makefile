@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios bench bench-dataplane bench-convergence clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios soak bench bench-dataplane bench-convergence clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no k
 	@mkdir -p $(BUILD)
 	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
 	$(VPY) tests/conformance/report.py $(BUILD)/conformance.xml
+
+soak: deps bytecode ## the reliability tier's long runs (tests/reliability with BLIXT_SOAK=1: 2,000,000 fuzzed frames, ...) (root)
+	BLIXT_SOAK=1 $(VPY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 bench: bench-dataplane bench-convergence ## every benchmark
 	$(VPY) tests/bench/translate_bench.py
