@@ -11,23 +11,9 @@ import time
 from harness import paths
 from harness.scenario import Scenario
 
-L = Scenario.listener
-
-
-def setup_gateway(sc: Scenario, pods=(0,)):
-    sc.node.apply(Scenario.CLASS_MANIFEST)
-    ns = sc.namespace("a")
-    sc.gateway(ns, "gw", [L("l", "TCP", 9000)])
-    sc.service(ns, "svc", list(pods), "TCP")
-    sc.route("TCPRoute", ns, "r", [{"name": "gw"}], [{"name": "svc", "port": 8080}])
-    addr = sc.address(ns, "gw")
-    sc.wait_traffic("TCP", addr, 9000, {f"pod{i}" for i in pods})
-    return ns, addr
-
-
 def test_agent_restart_keeps_established_flows_and_adopts_programs(blixt, bpfman):
     sc = Scenario(blixt, "restart")
-    ns, addr = setup_gateway(sc)
+    ns, addr = sc.serving_gateway()
     before = sorted(p.id for p in bpfman.list(match_metadata={"blixt.io/node": blixt.name}))
     assert len(before) == 1
     hold = blixt.topo.client.popen(
@@ -52,17 +38,17 @@ def test_agent_restart_keeps_established_flows_and_adopts_programs(blixt, bpfman
 
 def test_route_and_endpoint_changes_converge(blixt):
     sc = Scenario(blixt, "converge")
-    ns, addr = setup_gateway(sc, pods=(0,))
+    ns, addr = sc.serving_gateway()
     timings = {}
     # An EndpointSlice change: the Service moves to pod1.
     start = time.monotonic()
-    blixt.write_endpoints(ns, "svc", [1], ports=[("p", "TCP", 8080)])
+    blixt.write_endpoints(ns, "svc-tcp", [1], ports=[("p", "TCP", 8080)])
     sc.wait_traffic("TCP", addr, 9000, {"pod1"}, timeout=10)
     timings["endpoints"] = time.monotonic() - start
     # A route change: a second Service on pod2 takes the route.
     sc.service(ns, "svc2", [2], "TCP")
     start = time.monotonic()
-    sc.route("TCPRoute", ns, "r", [{"name": "gw"}], [{"name": "svc2", "port": 8080}])
+    sc.route("TCPRoute", ns, "r-tcp", [{"name": "gw"}], [{"name": "svc2", "port": 8080}])
     sc.wait_traffic("TCP", addr, 9000, {"pod2"}, timeout=10)
     timings["route"] = time.monotonic() - start
     print(f"convergence (including traffic probes): {timings}")

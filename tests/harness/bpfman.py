@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import pathlib
 import resource
+import signal
 import subprocess
+import time
 
 from blixt.bpfman.client import BpfmanClient
 
@@ -69,18 +71,30 @@ class BpfmanServer:
         self._saved_config = CONFIG_PATH.read_bytes() if CONFIG_PATH.exists() else None
         CONFIG_PATH.parent.mkdir(parents=True, exist_ok=True)
         CONFIG_PATH.write_text(CONFIG)
-        env = {"RUST_LOG": os.environ.get("BPFMAN_LOG", "info")}
+        self._env = {"RUST_LOG": os.environ.get("BPFMAN_LOG", "info")}
         shim = memlock_shim()
         if shim is not None:
-            env["LD_PRELOAD"] = str(shim)
+            self._env["LD_PRELOAD"] = str(shim)
         if ssl_cert_file is not None:
             # bpfman pulls images through OpenSSL, which honours SSL_CERT_FILE.
-            env["SSL_CERT_FILE"] = str(ssl_cert_file)
-        self.proc = Process("bpfman-rpc",
-                            [binary, "--timeout=0", f"--socket-path={self.socket}"],
-                            workdir / "bpfman-rpc.log", env=env)
-        self.proc.wait_until(self._answers, timeout=60, what="bpfman-rpc on " + str(self.socket))
+            self._env["SSL_CERT_FILE"] = str(ssl_cert_file)
+        self._argv = [binary, "--timeout=0", f"--socket-path={self.socket}"]
+        self._log = workdir / "bpfman-rpc.log"
+        self._start()
         self.unloaded_stale = self._unload_stale()
+
+    def _start(self) -> None:
+        self.proc = Process("bpfman-rpc", self._argv, self._log, env=self._env)
+        self.proc.wait_until(self._answers, timeout=60, what="bpfman-rpc on " + str(self.socket))
+
+    def restart(self, down: float = 0.0) -> None:
+        """SIGKILL bpfman-rpc (no clean-up), stay down `down` seconds, start it
+        again on the same socket and state (/run/bpfman)."""
+        os.killpg(self.proc.popen.pid, signal.SIGKILL)
+        self.proc.popen.wait()
+        self.proc.stop()  # closes its log
+        time.sleep(down)
+        self._start()
 
     def _unload_stale(self) -> list[int]:
         """bpfman keeps its programs across restarts (/run/bpfman/db). Ours

@@ -99,6 +99,22 @@ spec:
                             "spec": {"from": [{"group": GROUP, "kind": from_kind, "namespace": from_ns}],
                                      "to": [to]}})
 
+    def serving_gateway(self, pods=(0,), protocols=("TCP",), port: int = 9000) -> tuple[str, str]:
+        """The class, a namespace, a Gateway with one listener per protocol on
+        `port`, and a route per protocol to a Service on these pods; returns
+        (namespace, address) once every protocol reaches exactly those pods."""
+        self.node.apply(Scenario.CLASS_MANIFEST)
+        ns = self.namespace("a")
+        self.gateway(ns, "gw", [Scenario.listener(p.lower(), p, port) for p in protocols])
+        for p in protocols:
+            self.service(ns, f"svc-{p.lower()}", list(pods), p)
+            self.route(f"{p}Route", ns, f"r-{p.lower()}", [{"name": "gw", "sectionName": p.lower()}],
+                       [{"name": f"svc-{p.lower()}", "port": 8080}])
+        addr = self.address(ns, "gw")
+        for p in protocols:
+            self.wait_traffic(p, addr, port, {f"pod{i}" for i in pods})
+        return ns, addr
+
     # -- status -------------------------------------------------------------
 
     def get(self, kind: str, ns: str | None, name: str) -> dict:

@@ -141,6 +141,28 @@ def udp_wait(addr: str, port: int, sport: int, seconds: float) -> None:
     json.dump({"answer": answer, "after_ms": (time.monotonic() - start) * 1000, "errors": errors}, sys.stdout)
 
 
+def hold_udp(addr: str, port: int, seconds: float) -> None:
+    """One UDP flow (one source port) sending every 0.1 s; every answer
+    (the pod that answered) and every datagram without one within 1 s."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    s.settimeout(1)
+    answers, errors = [], []
+    print("connected", flush=True)
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+        try:
+            s.send(f"ping{n}\n".encode())
+            answers.append(s.recv(4096).decode().strip())
+        except OSError as e:  # a lost datagram (timeout) or an ICMP error
+            errors.append(f"#{n} {type(e).__name__}: {e}")
+        time.sleep(0.1)
+    s.close()
+    _result(answers, errors, [])
+
+
 def hold(addr: str, port: int, seconds: float) -> None:
     """Keep one connection and echo through it; report every answer."""
     s = socket.create_connection((addr, port), timeout=5)
@@ -219,6 +241,7 @@ def main(argv=None) -> None:
     h.add_argument("addr")
     h.add_argument("port", type=int)
     h.add_argument("--seconds", type=float, default=5)
+    h.add_argument("--udp", action="store_true", help="one UDP flow instead of a TCP connection")
     w = sub.add_parser("udp-wait")
     w.add_argument("addr")
     w.add_argument("port", type=int)
@@ -234,7 +257,7 @@ def main(argv=None) -> None:
     elif a.cmd == "udp-wait":
         udp_wait(a.addr, a.port, a.sport, a.seconds)
     else:
-        hold(a.addr, a.port, a.seconds)
+        (hold_udp if a.udp else hold)(a.addr, a.port, a.seconds)
 
 
 if __name__ == "__main__":
