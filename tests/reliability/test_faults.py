@@ -5,12 +5,23 @@ fault, and nothing established may drop."""
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import json
+import os
+import pathlib
+import random
 import subprocess
 import sys
+import threading
 import time
 
-from harness import paths
+import killed_apply
+import pytest
+
+from blixt.dataplane.plan import plan
+from harness import bpftest, paths
+from harness import packets as P
 from harness.scenario import Scenario
 
 PORT = 9000
@@ -73,3 +84,122 @@ def test_bpfman_restart_drops_no_flow_and_leaves_one_program(blixt, bpfman, bpfm
     sc.wait_traffic("TCP", addr, PORT, {"pod1"})
     sc.wait_traffic("UDP", addr, PORT, {"pod1"})
     assert blixt.agent.alive(), blixt.agent.describe_exit()
+
+
+# -- the agent killed in the middle of a large apply ---------------------------
+
+SEED = int(os.environ.get("BLIXT_FUZZ_SEED", "20261201"))
+FRONTENDS = 10_000 if os.environ.get("BLIXT_SOAK") == "1" else 1_000
+KILLS = 10 if os.environ.get("BLIXT_SOAK") == "1" else 3
+
+
+@pytest.fixture
+def node_manager(bpfman_server, bytecode_image):
+    """A Manager of the test's own (no agent process), its program loaded."""
+    from harness.netns import Topology
+    topo = Topology(pods=0, name="kill")
+    args = (str(bpfman_server.socket), bytecode_image, topo.node.netns, "killed-apply-test")
+    mgr = killed_apply.manager(*args)
+    fd = bpftest.prog_fd_by_id(mgr.programs[0].id)
+    try:
+        yield mgr, fd, args
+    finally:
+        os.close(fd)
+        mgr.remove()
+        topo.close()
+
+
+class Probe(threading.Thread):
+    """Packets to kept frontends through the program, as fast as it goes:
+    (frontend index, mark) for every one."""
+
+    def __init__(self, fd: int, indexes: list[int]):
+        super().__init__(daemon=True)
+        self.fd, self.indexes, self.seen, self.stop = fd, indexes, [], threading.Event()
+
+    def run(self):
+        ctx = bytes(bpftest.SkBuff())
+        n = 0
+        while not self.stop.is_set():
+            i = self.indexes[n % len(self.indexes)]
+            frame = P.tcp_frame("198.18.0.2", str(killed_apply.frontend(i)), 10000 + n % 50000, 80)
+            out = bpftest.test_run(self.fd, frame, ctx=ctx, ctx_out_size=ctypes.sizeof(bpftest.SkBuff))
+            self.seen.append((i, bpftest.SkBuff.from_buffer_copy(out.ctx_out).mark))
+            n += 1
+
+
+def endpoints_by_id(state) -> dict[int, tuple[int, int]]:
+    return {bid: (int(ep[0]), ep[1]) for bid, ep in state.backends.items()}
+
+
+def assert_settled(mgr, desired) -> None:
+    """The kernel, read back, is what `desired` plans to: no write left to
+    make, and no slot or member of a service id or generation not in use."""
+    cur = mgr.current()
+    p = plan(desired, cur, mgr.settings.marks)
+    assert p.empty, p.summary()
+    live = {(v.id, v.gen): v.slot_count for v in cur.services.values()}
+    per_gen = collections.Counter((k.service_id, k.gen) for k in cur.slots)
+    assert per_gen == {g: n for g, n in live.items() if n}, "slots outside the live generations"
+    ids = {v.id for v in cur.services.values()}
+    assert {k.service_id for k in cur.members} <= ids, "members of services that are gone"
+    assert len(cur.services) == len(desired.services)
+
+
+def test_agent_killed_mid_apply_leaves_nothing_half_written(node_manager):
+    """A process applying a large change (1000 frontends: a tenth removed, a
+    tenth added, two of three backends moved in the rest) is SIGKILLed at a
+    random point; packets probe the kept frontends the whole time. Every probe
+    gets a backend of its frontend, old or new (never no decision, never a
+    reject, never another frontend's backend), and after a fresh apply the
+    maps and table are exactly the desired state, with no stale slot."""
+    mgr, fd, args = node_manager
+    rng = random.Random(SEED)
+    child = [sys.executable, str(pathlib.Path(killed_apply.__file__)), *args, str(FRONTENDS)]
+    old, new = killed_apply.old(FRONTENDS), killed_apply.new(FRONTENDS)
+    want = {s.address: {(int(b.address), b.port) for b in s.backends} for s in (*old.services, *new.services)}
+    for s in old.services:
+        if s.address in {t.address for t in new.services}:
+            want[s.address] |= {(int(b.address), b.port) for b in s.backends}
+    kept = list(range(FRONTENDS // 10, FRONTENDS))
+    # An apply left to finish: how long the child takes.
+    mgr.apply(old)
+    proc = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "applying", proc.stderr.read()
+    start = time.monotonic()
+    assert proc.stdout.readline().strip() == "applied", proc.stderr.read()
+    full = time.monotonic() - start
+    assert proc.wait(timeout=60) == 0
+    print(f"unkilled child apply of {FRONTENDS} frontends: {full:.2f}s")
+    mid_apply = 0
+    for round_ in range(KILLS):
+        mgr.refresh()
+        mgr.apply(old)
+        old_ids = endpoints_by_id(mgr.current())
+        proc = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        probe = Probe(fd, rng.sample(kept, 200))
+        try:
+            assert proc.stdout.readline().strip() == "applying", proc.stderr.read()
+            probe.start()
+            time.sleep(rng.uniform(0.05, 0.9) * full)
+            proc.kill()
+            proc.wait()
+        finally:
+            probe.stop.set()
+            probe.join()
+            proc.kill()
+        mid_apply += "applied" not in proc.stdout.read()
+        print(f"round {round_}: {len(probe.seen)} probes")
+        mgr.refresh()  # the kernel as the killed process left it
+        mgr.apply(new)
+        assert_settled(mgr, new)
+        ids = {**old_ids, **endpoints_by_id(mgr.current())}
+        wrong = []
+        for i, mark in probe.seen:
+            bid = (mark & mgr.settings.marks.id_mask) >> mgr.settings.marks.id_shift
+            if mark & (mgr.settings.marks.reject_mark | mgr.settings.marks.masq_mark) or \
+                    ids.get(bid) not in want[killed_apply.frontend(i)]:
+                wrong.append((i, hex(mark), ids.get(bid)))
+        assert len(probe.seen) > 100
+        assert not wrong, f"round {round_}: {len(wrong)} of {len(probe.seen)} probes: {wrong[:10]}"
+    assert mid_apply >= KILLS - 1, f"only {mid_apply} of {KILLS} kills landed before the apply finished"
