@@ -149,16 +149,7 @@ def blixt(kube, bpfman, bpfman_server, bytecode_image, workdir, request):
     """A node (harness.blixt.Node) with blixt's agent and controller running
     as processes against the real kube-apiserver and bpfman-rpc, with netns
     pods (tests/e2e, tests/reliability); objects the test creates are
-    deleted afterwards so tests stay independent."""
-    from harness.blixt import Node
-    node = Node(workdir / f"e2e-{request.node.name}", kube, bpfman_server.socket, bytecode_image)
-    node.workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        node.start_controller()
-        node.start_agent()
+    deleted afterwards."""
+    from harness.blixt import running
+    with running(kube, bpfman_server.socket, bytecode_image, workdir / f"e2e-{request.node.name}") as node:
         yield node
-    finally:
-        node.close()
-        for kind in ("tcproutes", "udproutes", "gateways", "referencegrants", "endpointslices", "services"):
-            kube.kubectl("delete", kind, "--all", "--all-namespaces", "--wait=false", check=False)
-        kube.kubectl("delete", "gatewayclasses", "--all", "--wait=false", check=False)

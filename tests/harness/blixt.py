@@ -8,6 +8,7 @@ controller, so `write_endpoints` writes the EndpointSlice one would.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import pathlib
@@ -31,9 +32,12 @@ class Node:
 
     def __init__(self, workdir: pathlib.Path, cluster: Cluster, bpfman_socket: pathlib.Path,
                  bytecode_image: str, pods: int = 3, mode: str = "tcx", name: str | None = None,
-                 pod_net: str = "198.18"):
+                 pod_net: str = "198.18", kubeconfig: pathlib.Path | None = None):
+        """kubeconfig: what blixt's processes use (default: the cluster's);
+        the test's own kubectl always uses the cluster's."""
         self.workdir = workdir
         self.cluster = cluster
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.name = name or f"node-{next(_serial)}"  # bpfman metadata tells nodes apart
         self.topo = Topology(pods=pods, name="e2e", pod_net=pod_net)
         self.procs: list[Process] = []
@@ -56,7 +60,7 @@ class Node:
         port = free_port()
         log = self.workdir / f"{role}-{len(self.procs)}.log"
         proc = Process(f"blixt {role}", [sys.executable, "-m", "blixt", role,
-                                         f"--kubeconfig={self.cluster.kubeconfig}",
+                                         f"--kubeconfig={self.kubeconfig}",
                                          f"--metrics-bind=127.0.0.1:{port}", "--resync=30", *args], log)
         self.procs.append(proc)
         return proc, port
@@ -161,6 +165,24 @@ class Node:
         for p in reversed(self.procs):
             p.stop()
         self.topo.close()
+
+
+@contextlib.contextmanager
+def running(cluster: Cluster, bpfman_socket: pathlib.Path, bytecode_image: str, workdir: pathlib.Path,
+            **node_kw):
+    """A Node with blixt's controller and agent started; afterwards everything
+    stops and the objects tests make are deleted, so tests stay independent."""
+    node = Node(workdir, cluster, bpfman_socket, bytecode_image, **node_kw)
+    node.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        node.start_controller()
+        node.start_agent()
+        yield node
+    finally:
+        node.close()
+        for kind in ("tcproutes", "udproutes", "gateways", "referencegrants", "endpointslices", "services"):
+            cluster.kubectl("delete", kind, "--all", "--all-namespaces", "--wait=false", check=False)
+        cluster.kubectl("delete", "gatewayclasses", "--all", "--wait=false", check=False)
 
 
 def _http_ok(port: int, path: str) -> bool:

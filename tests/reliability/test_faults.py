@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 import killed_apply
 import pytest
@@ -22,6 +23,8 @@ import pytest
 from blixt.dataplane.plan import plan
 from harness import bpftest, paths
 from harness import packets as P
+from harness.blixt import running
+from harness.forward import CuttableProxy
 from harness.scenario import Scenario
 
 PORT = 9000
@@ -84,6 +87,66 @@ def test_bpfman_restart_drops_no_flow_and_leaves_one_program(blixt, bpfman, bpfm
     sc.wait_traffic("TCP", addr, PORT, {"pod1"})
     sc.wait_traffic("UDP", addr, PORT, {"pod1"})
     assert blixt.agent.alive(), blixt.agent.describe_exit()
+
+
+# -- kube-apiserver out of reach ------------------------------------------------
+
+OUTAGE = 60.0 if os.environ.get("BLIXT_SOAK") == "1" else 15.0
+
+
+def test_apiserver_out_of_reach_keeps_the_dataplane_and_resyncs(kube, bpfman, bpfman_server, bytecode_image,
+                                                              workdir):
+    """blixt's controller and agent reach kube-apiserver through a forwarder
+    that the test cuts for OUTAGE seconds (15, 60 under BLIXT_SOAK): held TCP
+    and UDP flows keep every answer, new connections keep working, and the
+    changes made meanwhile (an EndpointSlice moved, a new route) are applied
+    after it by the same processes (no restart), statuses included."""
+    server = urllib.parse.urlsplit(kube.server)
+    proxy = CuttableProxy((server.hostname, server.port))
+    kubeconfig = workdir / "through-proxy.kubeconfig"
+    kubeconfig.write_text(kube.kubeconfig.read_text().replace(kube.server, f"https://127.0.0.1:{proxy.port}"))
+    try:
+        with running(kube, bpfman_server.socket, bytecode_image, workdir / "e2e-apiserver-outage",
+                     kubeconfig=kubeconfig) as blixt:
+            sc = Scenario(blixt, "outage")
+            ns, addr = sc.serving_gateway(pods=(0,), protocols=("TCP", "UDP"))
+            pids = (blixt.controller.popen.pid, blixt.agent.popen.pid)
+            # Flows held through the outage (they end before it does: once blixt
+            # sees the moved endpoints, it rightly ends the UDP flow to pod0).
+            tcp, udp = hold(blixt, addr, OUTAGE - 1), hold(blixt, addr, OUTAGE - 1, udp=True)
+            try:
+                proxy.cut()
+                cut_at = time.monotonic()
+                # Changes while blixt cannot see them: the Services move to pod1,
+                # and a new TCP listener gets a route to pod2.
+                for p in ("tcp", "udp"):
+                    blixt.write_endpoints(ns, f"svc-{p}", [1], ports=[("p", p.upper(), 8080)])
+                sc.gateway(ns, "gw", [Scenario.listener("tcp", "TCP", PORT), Scenario.listener("udp", "UDP", PORT),
+                                      Scenario.listener("late", "TCP", PORT + 1)])
+                sc.service(ns, "svc-late", [2], "TCP")
+                sc.route("TCPRoute", ns, "r-late", [{"name": "gw", "sectionName": "late"}],
+                         [{"name": "svc-late", "port": 8080}])
+                # The dataplane stays as it was: new connections still reach pod0.
+                assert sc.who("TCP", addr, PORT, count=5) == {"pod0": 5}
+                t, u = held(tcp), held(udp)
+                assert sc.who("TCP", addr, PORT, count=5) == {"pod0": 5}
+                time.sleep(max(0.0, cut_at + OUTAGE - time.monotonic()))
+            finally:
+                tcp.kill()
+                udp.kill()
+                proxy.resume()
+            for name, h in (("TCP", t), ("UDP", u)):
+                assert not h["errors"] and {a.split()[0] for a in h["answers"]} == {"pod0"}, (name, h)
+                assert len(h["answers"]) > 4 * OUTAGE, (name, len(h["answers"]))
+            # After it: the same processes apply what changed.
+            sc.wait_traffic("TCP", addr, PORT, {"pod1"}, timeout=60)
+            sc.wait_traffic("UDP", addr, PORT, {"pod1"}, timeout=60)
+            sc.wait_traffic("TCP", addr, PORT + 1, {"pod2"}, timeout=60)
+            sc.wait_route("TCPRoute", ns, "r-late", {"Accepted": ("True", "Accepted")}, timeout=60)
+            assert (blixt.controller.popen.pid, blixt.agent.popen.pid) == pids
+            assert blixt.controller.alive() and blixt.agent.alive()
+    finally:
+        proxy.close()
 
 
 # -- the agent killed in the middle of a large apply ---------------------------
