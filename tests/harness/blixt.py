@@ -65,8 +65,10 @@ class Node:
         self.procs.append(proc)
         return proc, port
 
-    def start_controller(self) -> Process:
-        self.controller, port = self._blixt("controller", "--lease-namespace=default", "--identity=e2e")
+    def start_controller(self, identity: str = "e2e") -> Process:
+        """A controller replica (the Lease default/blixt-controller elects
+        one); self.controller is the last one started."""
+        self.controller, port = self._blixt("controller", "--lease-namespace=default", f"--identity={identity}")
         self.controller_port = port
         self.controller.wait_until(lambda: _http_ok(port, "/readyz"), timeout=60, what="blixt controller ready")
         return self.controller
