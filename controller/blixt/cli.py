@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import threading
 
 from blixt import __version__
 from blixt.bpfman import client as bpfman
+from blixt.oneline import one_line
 
 DESCRIPTION = """\
 blixt is a layer-4 load balancer for Kubernetes. It implements Gateway API
@@ -45,7 +47,11 @@ def _connect_apiserver(args: argparse.Namespace):
 def _serve_until_signal(name: str, process, ready, bind: str) -> int:
     """Run `process` (run/stop) with health and metrics until SIGTERM/SIGINT."""
     from blixt.kube.serve import Server
-    server = Server(bind, ready=ready)
+    try:
+        server = Server(bind, ready=ready)
+    except OSError as e:  # the port is taken, the host is not ours or does not resolve
+        print(f"blixt {name}: --metrics-bind {bind}: {one_line(e.strerror or e)}", file=sys.stderr)
+        return 1
     logging.getLogger("blixt").info("%s: health and metrics on port %d", name, server.port)
     done = threading.Event()
 
@@ -90,7 +96,17 @@ def _interface(text: str):
         # TC egress runs after netfilter's output and postrouting hooks: a mark
         # set there could never steer NAT, so only ingress is offered.
         raise argparse.ArgumentTypeError(f"{text!r}: give an interface name; blixt attaches to ingress only")
+    # The kernel's rule for a name (dev_valid_name): bpfman would otherwise
+    # refuse it only once the program is loaded.
+    if not text or len(text.encode()) > 15 or text in (".", "..") or any(c.isspace() or c == ":" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an interface name (1 to 15 bytes, no '/', "
+                                         "':' or whitespace)")
     return Attachment(text)
+
+
+class AddressesUnreadable(RuntimeError):
+    """`ip addr` could not list the addresses (no such device or namespace,
+    no `ip`); the message carries ip's own complaint."""
 
 
 def _netns_addresses(netns: str | None, dev: str | None = None):
@@ -99,7 +115,13 @@ def _netns_addresses(netns: str | None, dev: str | None = None):
             + (["dev", dev] if dev else []))
 
     def read() -> frozenset:
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        except subprocess.CalledProcessError as e:
+            why = one_line(e.stderr) or f"exit {e.returncode}"
+            raise AddressesUnreadable(f"`{' '.join(argv)}` failed: {why}") from e
+        except OSError as e:
+            raise AddressesUnreadable(f"cannot run {argv[0]}: {e.strerror or e}") from e
         return frozenset(ipaddress.IPv4Address(a["local"]) for link in json.loads(out) for a in link.get("addr_info", []))
     return read
 
@@ -155,24 +177,37 @@ def _run_agent(args: argparse.Namespace) -> int:
         print("blixt agent: --pod-interfaces needs --attach-mode tcx", file=sys.stderr)
         return 2
     try:
-        proxy, local_addresses = _service_proxy(args, _netns_addresses(args.netns))
         marks = MarkConfig(args.mark_id_shift, args.mark_id_mask, args.mark_masquerade, args.mark_reject)
+    except ValueError as e:
+        print(f"blixt agent: --mark-id-shift/--mark-id-mask/--mark-masquerade/--mark-reject: {e}", file=sys.stderr)
+        return 2
+    try:
+        proxy, local_addresses = _service_proxy(args, _netns_addresses(args.netns))
         settings = Settings(node=args.node, bytecode=bytecode, attachments=tuple(args.interface),
                             mode=args.attach_mode, netns=args.netns, marks=marks, priority=args.priority)
     except ValueError as e:
         print(f"blixt agent: {e}", file=sys.stderr)
         return 2
+    except AddressesUnreadable as e:
+        print(f"blixt agent: the node's primary IPs (--node-ip not given): {e}", file=sys.stderr)
+        return 1
     try:
         client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
     except bpfman.BpfmanError as e:
-        print(f"blixt agent: {e}", file=sys.stderr)
+        _bpfman_failed("agent", e, args.bpfman_socket)
         return 1
     try:
         api = _connect_apiserver(args)
+    except (ConfigError, ApiServerUnreachable) as e:
+        print(f"blixt agent: {e}", file=sys.stderr)
+        client.close()
+        return 1
+    try:
         manager = Manager(client, settings)
         manager.ensure_loaded()
-    except (ConfigError, ApiServerUnreachable, bpfman.BpfmanError) as e:
-        print(f"blixt agent: {e}", file=sys.stderr)
+    except bpfman.BpfmanError as e:
+        _bpfman_failed("agent", e, args.bpfman_socket)
+        client.close()
         return 1
     pods = None
     if args.pod_interfaces:
@@ -209,6 +244,15 @@ def _run_agent(args: argparse.Namespace) -> int:
         client.close()
 
 
+def _bpfman_failed(command: str, e: bpfman.BpfmanError, socket_path: str) -> None:
+    """One line; it names the socket, which gRPC's own messages (a deadline
+    exceeded, a reset stream) do not."""
+    text = one_line(e)
+    if socket_path not in text:
+        text += f" (bpfman socket {socket_path})"
+    print(f"blixt {command}: {text}", file=sys.stderr)
+
+
 def _bpfman_programs(args: argparse.Namespace) -> int:
     """Print the programs bpfman has loaded, as JSON lines."""
     match = dict(kv.split("=", 1) for kv in args.match)
@@ -224,7 +268,7 @@ def _bpfman_programs(args: argparse.Namespace) -> int:
                     "metadata": dict(p.metadata),
                 }))
     except bpfman.BpfmanError as e:
-        print(f"blixt bpfman-programs: {e}", file=sys.stderr)
+        _bpfman_failed("bpfman-programs", e, args.bpfman_socket)
         return 1
     return 0
 
@@ -246,8 +290,11 @@ def _dataplane_show(args: argparse.Namespace) -> int:
     try:
         with bpfman.BpfmanClient(args.bpfman_socket, timeout=args.timeout) as c:
             rep = inspection.read(c, args.node, args.netns, args.nft_table)
-    except (bpfman.BpfmanError, inspection.CannotShow, BpfError, NftError) as e:
-        print(f"blixt dataplane show: {e}", file=sys.stderr)
+    except bpfman.BpfmanError as e:
+        _bpfman_failed("dataplane show", e, args.bpfman_socket)
+        return 1
+    except (inspection.CannotShow, BpfError, NftError) as e:
+        print(f"blixt dataplane show: {one_line(e)}", file=sys.stderr)
         return 1
     print(json.dumps(rep, indent=2) if args.json else inspection.format_text(rep))
     return 0
@@ -259,8 +306,11 @@ def _dataplane_remove(args: argparse.Namespace) -> int:
     try:
         with bpfman.BpfmanClient(args.bpfman_socket, timeout=args.timeout) as c:
             n = manager.remove(c, args.node, args.netns, args.nft_table)
-    except (bpfman.BpfmanError, NftError) as e:
-        print(f"blixt dataplane remove: {e}", file=sys.stderr)
+    except bpfman.BpfmanError as e:
+        _bpfman_failed("dataplane remove", e, args.bpfman_socket)
+        return 1
+    except NftError as e:
+        print(f"blixt dataplane remove: {one_line(e)}", file=sys.stderr)
         return 1
     print(f"removed {n} program(s) and the nftables table {args.nft_table}")
     return 0
@@ -269,6 +319,76 @@ def _dataplane_remove(args: argparse.Namespace) -> int:
 def _run_translate(args: argparse.Namespace) -> int:
     from blixt import offline
     return offline.run(args.file, node=args.node, controller_name=args.controller_name, json_output=args.json)
+
+
+def _seconds(text: str, *, zero_ok: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds, "
+                                         + ("0 or more" if zero_ok else "more than 0"))
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    return _seconds(text)
+
+
+def _nonnegative_seconds(text: str) -> float:
+    return _seconds(text, zero_ok=True)
+
+
+def _bind(text: str) -> str:
+    """HOST:PORT checked at parse time: the servers bind only once the
+    apiserver (and, for the agent, bpfman) answered, far from the mistake."""
+    from blixt.kube.serve import parse_bind
+    try:
+        _, port = parse_bind(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: port {port} is above 65535")
+    return text
+
+
+def _mark_int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (decimal, or 0x for hex)") from None
+
+
+def _mark_shift(text: str) -> int:
+    value = _mark_int(text)
+    if not 0 <= value <= 31:
+        raise argparse.ArgumentTypeError(f"{text!r}: a bit position in the 32-bit mark, 0..31")
+    return value
+
+
+def _priority(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..1000")
+    return value
+
+
+def _nodeport_addresses(text: str) -> str:
+    """Each value is `primary` or a CIDR; kept as text for nodeports.parse,
+    which also checks the values together. Checked here so that a typo is
+    refused even without --proxy-services."""
+    from blixt.translate import nodeports
+    for value in (v.strip() for v in text.split(",")):
+        if value and value != nodeports.PRIMARY:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{value!r} is not a CIDR (or {nodeports.PRIMARY})") from None
+    return text
 
 
 def _key_value(text: str) -> str:
@@ -282,12 +402,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
     p.add_argument("--controller-name", default=CONTROLLER_NAME,
                    help="GatewayClass controllerName served (default: %(default)s)")
-    p.add_argument("--metrics-bind", default="0.0.0.0:8080", metavar="HOST:PORT",
+    p.add_argument("--metrics-bind", default="0.0.0.0:8080", metavar="HOST:PORT", type=_bind,
                    help="/healthz, /readyz and /metrics (default: %(default)s)")
-    p.add_argument("--resync", type=float, default=300.0, help="full relist and reconcile period, seconds "
+    p.add_argument("--resync", type=_positive_seconds, default=300.0, help="full relist and reconcile period, seconds "
                    "(default: %(default)s)")
-    p.add_argument("--apiserver-timeout", type=float, default=120.0,
-                   help="how long to keep retrying an unreachable API server at start, seconds (default: %(default)s)")
+    p.add_argument("--apiserver-timeout", type=_nonnegative_seconds, default=120.0,
+                   help="how long to keep retrying an unreachable API server at start before exiting 1, "
+                        "seconds; 0 tries once (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -313,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--lease-name", default="blixt-controller",
                      help="name of the leader-election Lease (default: %(default)s)")
     ctl.add_argument("--identity", help="this replica's identity in the Lease (default: HOSTNAME-PID)")
-    ctl.set_defaults(run=_run_controller)
+    ctl.set_defaults(run=_run_controller, parser=ctl)
 
     agent = sub.add_parser(
         "agent",
@@ -325,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(agent)
     agent.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
                        help="bpfman-rpc socket (default: %(default)s)")
-    agent.add_argument("--bpfman-timeout", type=float, default=60.0,
+    agent.add_argument("--bpfman-timeout", type=_positive_seconds, default=60.0,
                        help="deadline for each bpfman call, seconds (default: %(default)s)")
     code = agent.add_mutually_exclusive_group(required=True)
     code.add_argument("--bytecode-image", metavar="REF",
@@ -340,13 +461,14 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--attach-mode", choices=("tcx", "tc"), default="tcx",
                        help="TCX links, or legacy TC behind bpfman's dispatcher (default: %(default)s)")
     agent.add_argument("--netns", help="`ip netns` name of the node's network namespace (default: bpfman's own)")
-    agent.add_argument("--priority", type=int, default=50, help="TC/TCX priority, 1..1000 (default: %(default)s)")
+    agent.add_argument("--priority", type=_priority, default=50, help="TC/TCX priority, 1..1000 (default: %(default)s)")
     from blixt.dataplane import layout
     marks = agent.add_argument_group("skb->mark layout (must not overlap bits others use)")
-    marks.add_argument("--mark-id-shift", type=int, default=layout.DEFAULT_ID_SHIFT, help="(default: %(default)s)")
+    marks.add_argument("--mark-id-shift", type=_mark_shift, default=layout.DEFAULT_ID_SHIFT,
+                       help="(default: %(default)s)")
     for flag, default in (("--mark-id-mask", layout.DEFAULT_ID_MASK), ("--mark-masquerade", layout.DEFAULT_MASQ_MARK),
                           ("--mark-reject", layout.DEFAULT_REJECT_MARK)):
-        marks.add_argument(flag, type=lambda t: int(t, 0), default=default, help=f"(default: {default:#x})")
+        marks.add_argument(flag, type=_mark_int, default=default, help=f"(default: {default:#x})")
     svc = agent.add_argument_group(
         "Kubernetes Services (kube-proxy's meaning; traffic arriving on the --interface devices, and the node's own)")
     svc.add_argument("--proxy-services", action="store_true",
@@ -357,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "externalTrafficPolicy Local Services through any endpoint; repeatable")
     svc.add_argument("--masquerade-all", action="store_true", help="masquerade all traffic to ClusterIPs")
     svc.add_argument("--nodeport-addresses", action="append", default=[], metavar="primary|CIDR[,CIDR]",
+                     type=_nodeport_addresses,
                      help="addresses that serve NodePorts: `primary` (the default) for the --node-ip "
                           "addresses, or the node's addresses in these CIDRs (0.0.0.0/0: all)")
     svc.add_argument("--node-ip", action="append", default=[], type=_ipv4, metavar="IP",
@@ -365,10 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     svc.add_argument("--zone", default="",
                      help="the node's zone (its topology.kubernetes.io/zone label), for EndpointSlice "
                           "zone hints; the agent does not read Node objects")
-    svc.add_argument("--healthz-bind", default="0.0.0.0:10256", metavar="HOST:PORT",
+    svc.add_argument("--healthz-bind", default="0.0.0.0:10256", metavar="HOST:PORT", type=_bind,
                      help="the proxy's /healthz and /livez, in the node's namespace, as kube-proxy serves them; "
                           "healthCheckNodePorts are served on the NodePort addresses (default: %(default)s)")
-    agent.set_defaults(run=_run_agent)
+    agent.set_defaults(run=_run_agent, parser=agent)
 
     progs = sub.add_parser(
         "bpfman-programs",
@@ -379,9 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bpfman-rpc socket (default: %(default)s)")
     progs.add_argument("--match", action="append", default=[], type=_key_value, metavar="KEY=VALUE",
                        help="only programs whose metadata has KEY=VALUE (repeatable)")
-    progs.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
+    progs.add_argument("--timeout", type=_positive_seconds, default=bpfman.DEFAULT_TIMEOUT,
                        help="deadline for each call, seconds (default: %(default)s)")
-    progs.set_defaults(run=_bpfman_programs)
+    progs.set_defaults(run=_bpfman_programs, parser=progs)
 
     dp = sub.add_parser(
         "dataplane",
@@ -407,12 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the agent's nftables table (default: %(default)s)")
         p.add_argument("--bpfman-socket", default=bpfman.DEFAULT_SOCKET,
                        help="bpfman-rpc socket (default: %(default)s)")
-        p.add_argument("--timeout", type=float, default=bpfman.DEFAULT_TIMEOUT,
+        p.add_argument("--timeout", type=_positive_seconds, default=bpfman.DEFAULT_TIMEOUT,
                        help="deadline for each bpfman call, seconds (default: %(default)s)")
 
     node_options(show)
     show.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    show.set_defaults(run=_dataplane_show)
+    show.set_defaults(run=_dataplane_show, parser=show)
     rm = dp_sub.add_parser(
         "remove",
         help="detach and unload the agent's programs and delete its nftables table",
@@ -422,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "or it loads everything again. Needs root on the node.",
     )
     node_options(rm)
-    rm.set_defaults(run=_dataplane_remove)
+    rm.set_defaults(run=_dataplane_remove, parser=rm)
 
     from blixt.translate import CONTROLLER_NAME
     tr = sub.add_parser(
@@ -432,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Service, EndpointSlice, Namespace, ConfigMap) from YAML or JSON files, run the "
                     "translation the controller and agent run, and print each object's status conditions "
                     "and the desired dataplane: frontends and their weighted backends. Other kinds are "
-                    "skipped with a warning. Nothing is read from or written to a cluster.",
+                    "skipped with a warning; a file without objects, or a document that is not a Kubernetes "
+                    "object (neither kind nor apiVersion), exits 2. Nothing is read from or written to a cluster.",
     )
     tr.add_argument("-f", "--file", action="append", required=True, metavar="FILE",
                     help="YAML (multi-document) or JSON file, '-' for stdin; repeatable")
@@ -441,10 +565,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--controller-name", default=CONTROLLER_NAME,
                     help="GatewayClass controllerName served (default: %(default)s)")
     tr.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
-    tr.set_defaults(run=_run_translate)
+    tr.set_defaults(run=_run_translate, parser=tr)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # parse_args would report a subcommand's unknown flags from the top
+        # parser, under blixt's own usage; the subcommand's parser names the
+        # command and shows the flags it does take.
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.run(args)

@@ -21,6 +21,7 @@ import yaml
 
 from blixt import translate
 from blixt.kube.resources import DEFAULT_RESOURCES, Resource
+from blixt.oneline import yaml_error
 
 # (API group, kind) -> where the watch cache keeps that kind. The version is
 # not compared: the API server serves every version of a kind alike.
@@ -75,20 +76,30 @@ def read_documents(path: str, stdin: TextIO | None = None) -> list[dict]:
         else:
             with open(path, encoding="utf-8") as f:
                 text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read {name}: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {name}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot read {name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         stream = io.StringIO(text)
         stream.name = name  # PyYAML's error marks name the stream
         docs = list(yaml.load_all(stream, Loader=_Loader))  # JSON is YAML too
     except yaml.YAMLError as e:
-        raise InputError(f"{name}: not valid YAML or JSON: {e}") from None
+        raise InputError(f"{name}: not valid YAML or JSON: {yaml_error(e)}") from None
+    if all(doc is None for doc in docs):
+        # Translating nothing would print empty tables and exit 0, which
+        # hides a wrong path or a truncated file.
+        raise InputError(f"{name}: no objects (the file is empty or holds only comments)")
     out = []
     for i, doc in enumerate(docs, 1):
         if doc is None:  # an empty document, e.g. after a trailing ---
             continue
         if not isinstance(doc, dict):
             raise InputError(f"{name}: document {i} is a {type(doc).__name__}, not an object")
+        if "kind" not in doc and "apiVersion" not in doc:
+            # Not a Kubernetes object at all (a values file, say), rather
+            # than an object of a kind blixt does not read, which is skipped.
+            raise InputError(f"{name}: document {i} has neither kind nor apiVersion: not a Kubernetes object")
         out.extend(_flatten(doc, f"{name}: document {i}"))
     return out
 

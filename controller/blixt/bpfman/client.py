@@ -50,12 +50,13 @@ class BpfmanError(Exception):
 class BpfmanSocketMissing(BpfmanError):
     """The bpfman socket path does not exist or is not a socket."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, reason: str | None = None):
         self.path = path
+        why = f" ({reason})" if reason else ""
         super().__init__(
             "connect",
             None,
-            f"no bpfman socket at {path}: is bpfman-rpc running with --socket-path={path}?",
+            f"no bpfman socket at {path}{why}: is bpfman-rpc running with --socket-path={path}?",
         )
 
 
@@ -145,8 +146,12 @@ class BpfmanClient:
             mode = os.stat(socket_path).st_mode
         except FileNotFoundError:
             raise BpfmanSocketMissing(socket_path) from None
+        except OSError as e:
+            # A path through a file (ENOTDIR), a directory we may not search
+            # (EACCES), a loop of links: no socket there either.
+            raise BpfmanSocketMissing(socket_path, e.strerror) from None
         if not stat.S_ISSOCK(mode):
-            raise BpfmanSocketMissing(socket_path)
+            raise BpfmanSocketMissing(socket_path, "not a socket")
         self.socket_path = socket_path
         self.timeout = timeout
         # bpfman-rpc (tonic/h2) resets streams whose :authority is the socket

@@ -9,9 +9,12 @@ import time
 from typing import Any, Callable
 
 import tenacity
+import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.config import incluster_config
+
+from blixt.oneline import one_line, yaml_error
 
 from . import rest
 
@@ -36,10 +39,11 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
     if kubeconfig:
         if not os.path.isfile(kubeconfig):
             raise ConfigError(f"kubeconfig {kubeconfig} does not exist or is not a file")
+        _check_kubeconfig(kubeconfig)
         try:
             kube_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
         except Exception as e:  # ConfigException, YAML errors, unreadable key files
-            raise ConfigError(f"kubeconfig {kubeconfig} is not usable: {e}") from e
+            raise ConfigError(f"kubeconfig {kubeconfig} is not usable: {one_line(e)}") from e
     else:
         missing = _in_cluster_missing()
         if missing:
@@ -48,12 +52,31 @@ def load_client(kubeconfig: str | None = None) -> ApiClient:
         try:
             kube_config.load_incluster_config(client_configuration=cfg)
         except Exception as e:
-            raise ConfigError(f"in-cluster configuration is not usable: {e}") from e
+            raise ConfigError(f"in-cluster configuration is not usable: {one_line(e)}") from e
     cfg.connection_pool_maxsize = max(cfg.connection_pool_maxsize or 0, MIN_POOL_SIZE)
     # Every caller retries with its own backoff and logs each failure once;
     # urllib3's silent-then-noisy internal retries would only add to both.
     cfg.retries = False
     return ApiClient(cfg)
+
+
+def _check_kubeconfig(path: str) -> None:
+    """Read and parse the file first: the kubernetes library reports a file
+    that is not YAML with PyYAML's multi-line message, and one that is YAML
+    but not a mapping with an unrelated TypeError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"kubeconfig {path} cannot be read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"kubeconfig {path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"kubeconfig {path} is not valid YAML: {yaml_error(e)}") from e
+    if doc is None:
+        raise ConfigError(f"kubeconfig {path} is empty")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"kubeconfig {path} is not a kubeconfig: it holds a {type(doc).__name__}, not a mapping")
 
 
 def _in_cluster_missing() -> list[str]:
