@@ -92,7 +92,7 @@ conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no k
 	-$(VPY) -m pytest tests/conformance -q --junitxml=$(BUILD)/conformance.xml $(PYTEST_ARGS)
 	$(VPY) tests/conformance/report.py $(BUILD)/conformance.xml
 
-soak: deps bytecode ## the reliability tier's long runs (tests/reliability with BLIXT_SOAK=1: 2,000,000 fuzzed frames, ...) (root)
+soak: deps bytecode ## the reliability tier's long runs (tests/reliability with BLIXT_SOAK=1: 2,000,000 fuzzed frames, a 60 s apiserver outage, 10 kills of a 10,000-frontend apply, ...) (root)
 	BLIXT_SOAK=1 $(VPY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 bench: bench-dataplane bench-convergence ## every benchmark
