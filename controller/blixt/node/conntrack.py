@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import tempfile
 from typing import Iterable
 
 from blixt.dataplane.plan import Flush
@@ -22,21 +23,34 @@ log = logging.getLogger(__name__)
 
 
 def flush_udp(netns: str | None, flushes: Iterable[Flush]) -> int:
-    """Delete matching UDP entries in the namespace; returns how many commands matched something."""
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    matched = 0
+    """Delete matching UDP entries in the namespace; returns how many entries went.
+
+    One `conntrack -R` reads every deletion from a file: a process per
+    deletion took seconds for the hundreds an apply can bring under endpoint
+    churn, and the next apply waited for them."""
+    filters = []
     for vip, port, backend in flushes:
-        argv = prefix + ["conntrack", "-D", "-p", "udp", "--orig-port-dst", str(port)]
+        f = ["-D", "-p", "udp", "--orig-port-dst", str(port)]
         if vip is not None:
-            argv += ["--orig-dst", str(vip)]
+            f += ["--orig-dst", str(vip)]
         if backend is not None:
-            argv += ["--reply-src", str(backend[0]), "--reply-port-src", str(backend[1])]
-        res = subprocess.run(argv, capture_output=True, text=True)
-        # conntrack exits 1 when nothing matched: that is fine.
-        if res.returncode == 0:
-            matched += 1
-            log.info("flushed UDP conntrack entries for %s:%d%s", vip or "*", port,
-                     f" -> {backend[0]}:{backend[1]}" if backend else "")
-        elif "0 flow entries" not in res.stderr and res.returncode != 1:
-            log.warning("conntrack flush for %s:%d failed: %s", vip or "*", port, res.stderr.strip())
-    return matched
+            f += ["--reply-src", str(backend[0]), "--reply-port-src", str(backend[1])]
+        filters.append(f)
+    if not filters:
+        return 0
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    with tempfile.NamedTemporaryFile("w", prefix="blixt-conntrack-", suffix=".txt") as batch:
+        batch.write("".join(" ".join(f) + "\n" for f in filters))
+        batch.flush()
+        res = subprocess.run(prefix + ["conntrack", "-R", batch.name], capture_output=True, text=True)
+    # It prints each entry it deleted; a filter that matched nothing is no error.
+    gone = sum(1 for line in res.stdout.splitlines() if line.startswith("udp"))
+    if res.returncode != 0:
+        log.warning("conntrack flush of %d filters failed (exit %d): %s", len(filters), res.returncode,
+                    res.stderr.strip())
+    for f in filters:
+        log.debug("UDP conntrack flush: %s", " ".join(f[1:]))
+    if gone:
+        log.info("flushed %d UDP conntrack entries (%d filters: removed backends or frontends, "
+                 "frontends that got their first backend)", gone, len(filters))
+    return gone
