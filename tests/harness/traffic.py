@@ -141,24 +141,37 @@ def udp_wait(addr: str, port: int, sport: int, seconds: float) -> None:
     json.dump({"answer": answer, "after_ms": (time.monotonic() - start) * 1000, "errors": errors}, sys.stdout)
 
 
-def hold_udp(addr: str, port: int, seconds: float) -> None:
-    """One UDP flow (one source port) sending every 0.1 s; every answer
-    (the pod that answered) and every datagram without one within 1 s."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect((addr, port))
-    s.settimeout(1)
-    answers, errors = [], []
+def _every_tenth_second(exchange, seconds: float, answers: list, stop_on_error: bool) -> list[str]:
+    """Say "connected", then call exchange(n) every 0.1 s for `seconds`,
+    appending what it returns to answers; returns the errors."""
+    errors: list[str] = []
     print("connected", flush=True)
     end = time.monotonic() + seconds
     n = 0
     while time.monotonic() < end:
         n += 1
         try:
-            s.send(f"ping{n}\n".encode())
-            answers.append(s.recv(4096).decode().strip())
-        except OSError as e:  # a lost datagram (timeout) or an ICMP error
+            answers.append(exchange(n))
+        except OSError as e:  # TCP: the connection broke; UDP: a lost datagram or an ICMP error
             errors.append(f"#{n} {type(e).__name__}: {e}")
+            if stop_on_error:
+                break
         time.sleep(0.1)
+    return errors
+
+
+def hold_udp(addr: str, port: int, seconds: float) -> None:
+    """One UDP flow (one source port) sending every 0.1 s; every answer
+    (the pod that answered) and every datagram without one within 1 s."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((addr, port))
+    s.settimeout(1)
+
+    def exchange(n: int) -> str:
+        s.send(f"ping{n}\n".encode())
+        return s.recv(4096).decode().strip()
+    answers: list[str] = []
+    errors = _every_tenth_second(exchange, seconds, answers, stop_on_error=False)
     s.close()
     _result(answers, errors, [])
 
@@ -167,20 +180,13 @@ def hold(addr: str, port: int, seconds: float) -> None:
     """Keep one connection and echo through it; report every answer."""
     s = socket.create_connection((addr, port), timeout=5)
     f = s.makefile("rwb")
-    answers, errors = [f.readline().decode().strip()], []
-    print("connected", flush=True)
-    end = time.monotonic() + seconds
-    n = 0
-    while time.monotonic() < end:
-        n += 1
-        try:
-            f.write(f"ping{n}\n".encode())
-            f.flush()
-            answers.append(f.readline().decode().strip())
-        except OSError as e:
-            errors.append(f"{type(e).__name__}: {e}")
-            break
-        time.sleep(0.1)
+
+    def exchange(n: int) -> str:
+        f.write(f"ping{n}\n".encode())
+        f.flush()
+        return f.readline().decode().strip()
+    answers = [f.readline().decode().strip()]
+    errors = _every_tenth_second(exchange, seconds, answers, stop_on_error=True)
     s.close()
     _result(answers, errors, [])
 
