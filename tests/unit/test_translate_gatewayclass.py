@@ -73,3 +73,12 @@ def test_foreign_conditions_are_kept_in_place():
     st = run(gateway_class(status={"conditions": [other]})).statuses[REF]
     assert st["conditions"][0] == other
     assert [c["type"] for c in st["conditions"]] == ["example.com/Audited", "Accepted"]
+
+
+def test_a_condition_type_repeated_in_the_previous_status_is_written_once():
+    # The API server keeps conditions as a map by type; a status carrying our
+    # type twice (found by tests/reliability) must not be written back so.
+    stale = [{"type": "Accepted", "status": "False", "reason": "InvalidParameters", "message": "",
+              "observedGeneration": 1, "lastTransitionTime": EARLIER}] * 2
+    st = run(gateway_class(status={"conditions": stale})).statuses[REF]
+    assert [(c["type"], c["status"], c["reason"]) for c in st["conditions"]] == [("Accepted", "True", "Accepted")]

@@ -145,6 +145,16 @@ def test_affinity_on_every_frontend():
     assert {s.affinity_timeout for s in out.values()} == {60}
 
 
+@pytest.mark.parametrize("timeout", [86401, 2**31])
+def test_an_affinity_timeout_beyond_a_day_reads_as_the_default(timeout):
+    # The API server allows 1..86400 s; a larger one (found by
+    # tests/reliability) used to make the dataplane model raise, failing the
+    # whole translation.
+    out = build([lb(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": timeout}})],
+                [eps(LOCAL)])
+    assert {s.affinity_timeout for s in out.values()} == {10800}
+
+
 def test_sctp_is_skipped_with_a_reason():
     snap = Snapshot(services={("ns", "web"): svc(ports=[{"name": "s", "port": 9, "protocol": "SCTP"}])})
     out = translate.translate(snap, now="2026-12-01T00:00:00Z", node_name=NODE, services=OPTS)

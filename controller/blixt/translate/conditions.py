@@ -34,9 +34,12 @@ def render(conds: Iterable[Cond], previous: list | None, gen: int, now: str,
         }
     if not keep_foreign:
         return list(ours.values())
-    out = []
+    out, mine = [], set(ours)
     for c in previous or ():
         t = c.get("type") if isinstance(c, dict) else None
-        out.append(ours.pop(t) if t in ours else c)
+        if t in ours:
+            out.append(ours.pop(t))
+        elif t not in mine:  # a second one of our types: conditions are a map by type
+            out.append(c)
     out.extend(ours.values())
     return out

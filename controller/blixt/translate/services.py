@@ -19,6 +19,7 @@ from .model import meta
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
 DEFAULT_AFFINITY_SECONDS = 10800  # the API's default for ClientIP affinity
+MAX_AFFINITY_SECONDS = 86400  # the API's maximum, and the dataplane's
 PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_IP = "ClusterIP", "NodePort", "LoadBalancer", "ExternalIP"
@@ -73,7 +74,9 @@ def affinity_timeout(service: dict) -> int:
     if spec.get("sessionAffinity") != "ClientIP":
         return 0
     timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
-    return timeout if isinstance(timeout, int) and timeout > 0 else DEFAULT_AFFINITY_SECONDS
+    # The API server rejects a timeout outside 1..86400; should one get here
+    # anyway, it reads as unset rather than fail the whole translation.
+    return timeout if isinstance(timeout, int) and 0 < timeout <= MAX_AFFINITY_SECONDS else DEFAULT_AFFINITY_SECONDS
 
 
 def source_ranges(service: dict) -> tuple[ipaddress.IPv4Network, ...]:
