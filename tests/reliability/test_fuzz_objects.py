@@ -33,7 +33,9 @@ b. every condition it writes on a GatewayClass, Gateway, listener or route
 c. the desired dataplane never balances over an address:port that no
    EndpointSlice of a named Service lists (for a route: a Service it may
    name, an endpoint that is ready and not terminating), and has no frontend
-   for a rejected Gateway or listener, or for a Service that is not proxied.
+   for a rejected Gateway or listener, or for a Service that is not proxied;
+d. (typed inputs) once its statuses are written back, the next pass writes
+   none and programs the same dataplane: the controller settles.
 
 Runs: a small, derandomized run in `make test` (the same examples every time,
 so CI is reproducible); BLIXT_SOAK=1 (`make soak`) runs many more with random
@@ -56,7 +58,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from blixt.gateway_api import parent_ref_key
+from blixt.gateway_api import ROUTE_KINDS, parent_ref_key
+from blixt.kube.status import canonical, keep_transition_times, merge_parents
 from blixt.translate import CONTROLLER_NAME, ObjectRef, Snapshot, translate
 from blixt.translate.proxy import ProxyOptions
 
@@ -76,6 +79,7 @@ FUZZ = settings(
 
 GROUP = "gateway.networking.k8s.io"
 NOW = "2025-06-01T12:00:00Z"
+LATER = "2025-06-01T13:00:00Z"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 # The reasons the Gateway API v1 spec (sigs.k8s.io/gateway-api apis/v1,
@@ -421,7 +425,9 @@ def world():
                      ports=st.just([{"name": port_name, "port": number, "protocol": protocol,
                                      "nodePort": 30000 + number}]),
                      externalTrafficPolicy=pick(["Cluster", "Local"]),
-                     internalTrafficPolicy=pick(["Cluster", "Local"])))
+                     internalTrafficPolicy=pick(["Cluster", "Local"]),
+                     sessionAffinity=st.sampled_from(["None", "ClientIP"]),
+                     sessionAffinityConfig=obj(clientIP=obj(timeoutSeconds=pick([10800, 60], [86401, 0], odds=4)))))
 
     def slice_(ns, name, svc_name, port_name, number, protocol):
         return kind_obj("discovery.k8s.io/v1", "EndpointSlice",
@@ -840,13 +846,52 @@ def freeze(snapshot) -> Snapshot:
     return copy.deepcopy(snapshot)
 
 
+def _no_nulls(value):
+    if isinstance(value, dict):
+        return {k: _no_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_no_nulls(v) for v in value]
+    return value
+
+
+def as_written(kind, status, live):
+    """What the status writer (blixt.kube.status) makes of a translated
+    status against the live one: nulls dropped, other controllers' route
+    parents kept, unchanged conditions' lastTransitionTime kept."""
+    desired = _no_nulls(status)
+    if kind in ROUTE_KINDS:
+        desired = merge_parents(desired, live, CONTROLLER_NAME)
+    return keep_transition_times(desired, live)
+
+
+def check_converges(written, t, node, proxy):
+    """d. Once the statuses are written, the next pass (later) writes none
+    and programs the same dataplane: no status write loop, no address that
+    moves. Gateways with two listeners of one name are left out: the CRD
+    rejects them (listeners are a map keyed by name), and a status listing
+    one name twice could not be written either. `written`: a copy of the
+    snapshot t was translated from, which this changes."""
+    for ref, status in t.statuses.items():
+        obj = getattr(written, FIELDS[ref.kind])[ref.name if ref.namespace is None else (ref.namespace, ref.name)]
+        obj["status"] = as_written(ref.kind, status, obj.get("status") or {})
+    again = translate(written, now=LATER, node_name=proxy.node if proxy else node, services=proxy)
+    assert again.dataplane == t.dataplane and again.addresses == t.addresses
+    for ref, status in again.statuses.items():
+        obj = getattr(written, FIELDS[ref.kind])[ref.name if ref.namespace is None else (ref.namespace, ref.name)]
+        names = [d(x).get("name") for x in l(d(obj.get("spec")).get("listeners"))]
+        if ref.kind == "Gateway" and len(names) != len(set(names)):
+            continue
+        live = obj.get("status") or {}
+        assert canonical(ref.kind, as_written(ref.kind, status, live)) == canonical(ref.kind, live), ref
+
+
 # ---------------------------------------------------------------------------
 # The properties
 
 @FUZZ
 @given(snapshot=TYPED, node=NODE, proxy=PROXY_OPTIONS)
 def test_well_typed_objects_translate_to_spec_statuses_and_named_backends(snapshot, node, proxy):
-    """a, b and c on one input: generating a snapshot costs far more than
+    """a to d on one input: generating a snapshot costs far more than
     translating and checking it, so the properties share the examples."""
     before = freeze(snapshot)
     t = run(snapshot, node, proxy)  # a: never raises
@@ -854,6 +899,7 @@ def test_well_typed_objects_translate_to_spec_statuses_and_named_backends(snapsh
     check_all_reasons(t)  # b
     check_statuses(snapshot, t)  # b
     check_dataplane(snapshot, t)  # c
+    check_converges(before, t, node, proxy)  # d (last: it writes statuses into `before`)
 
 
 @settings(FUZZ, max_examples=EXAMPLES // 2)
