@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import sys
+import time
 
 import pytest
 
@@ -71,7 +72,14 @@ def test_no_kube_proxy_and_coredns_is_ready(proxied):
 def test_a_pod_resolves_a_service_and_reaches_it_with_its_own_address(proxied, echo):
     pod, ip = controller_pods(proxied)[0]
     for proto in ("tcp", "udp"):
-        answers = in_pod(proxied, pod, "echo.default.svc.cluster.local", "8080", proto, "12")
+        # The rollout is done before the EndpointSlice names every pod and the
+        # agent has programmed it: wait for both to answer.
+        deadline = time.monotonic() + 60
+        while True:
+            answers = in_pod(proxied, pod, "echo.default.svc.cluster.local", "8080", proto, "12")
+            if {a[0] for a in answers} == echo or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert {a[0] for a in answers} == echo, (proto, answers)
         assert {a[1].rsplit(":", 1)[0] for a in answers} == {ip}, answers  # not masqueraded
 
