@@ -882,7 +882,22 @@ def check_converges(written, t, node, proxy):
         if ref.kind == "Gateway" and len(names) != len(set(names)):
             continue
         live = obj.get("status") or {}
-        assert canonical(ref.kind, as_written(ref.kind, status, live)) == canonical(ref.kind, live), ref
+        assert ours_of(ref.kind, as_written(ref.kind, status, live)) == ours_of(ref.kind, live), ref
+
+
+def ours_of(kind, status):
+    """The part of a status the translation writes, canonical: route parents
+    of our controller, conditions of the types we set. Other writers' parts
+    are left out: the status writer passes them through, and settles them in
+    one pass only when they are valid (types unique, lastTransitionTime set),
+    which the API server ensures and the generated previous statuses do not."""
+    table = {"GatewayClass": GATEWAY_CLASS_REASONS, "Gateway": GATEWAY_REASONS}.get(kind)
+    status = dict(status)
+    if table is not None:
+        status["conditions"] = [c for c in l(status.get("conditions")) if d(c).get("type") in table]
+    else:
+        status["parents"] = [p for p in l(status.get("parents")) if d(p).get("controllerName") == CONTROLLER_NAME]
+    return canonical(kind, status)
 
 
 # ---------------------------------------------------------------------------
@@ -916,7 +931,8 @@ def test_wrong_types_fail_loudly_or_not_at_all(snapshot, node, proxy):
     hand-written file, should refuse such a file when it loads it. What must
     not happen is a wrong type read as something else: when the translation
     returns, what it returns holds as for well-typed objects. (Half the
-    examples of the test above: a weaker property, on dearer inputs.)"""
+    examples of the test above, so that the short run stays near 25 s: this
+    property is the weaker one.)"""
     before = freeze(snapshot)
     try:
         t = run(snapshot, node, proxy)
