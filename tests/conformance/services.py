@@ -87,9 +87,10 @@ def skip_reason(result: Result) -> str:
 
 
 def first_line(text: str) -> str:
+    """The first line of a failure that is not a bracketed tag such as [FAILED]."""
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith("[FAILED]") and not line.startswith("["):
+        if line and not line.startswith("["):
             return line[:160]
     return text.strip().splitlines()[0][:160] if text.strip() else ""
 
