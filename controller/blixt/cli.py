@@ -166,6 +166,7 @@ def _run_agent(args: argparse.Namespace) -> int:
     from blixt.node.manager import Manager, Settings
     from blixt.dataplane.marks import MarkConfig
     from blixt.kube.config import ApiServerUnreachable, ConfigError
+    from blixt.kube.events import EventRecorder
     from blixt.kube.watch import Cache
     from blixt.processes import Agent
     _setup_logging(args.log_level)
@@ -229,7 +230,8 @@ def _run_agent(args: argparse.Namespace) -> int:
         service_health = ServiceHealth(args.netns, local_addresses, proxy_health.healthy)
     agent = Agent(cache, manager, args.node, local_addresses=local_addresses,
                   controller_name=args.controller_name, resync=args.resync, proxy=proxy,
-                  proxy_health=proxy_health, service_health=service_health)
+                  proxy_health=proxy_health, service_health=service_health,
+                  events=EventRecorder(api, "blixt-agent", args.node))
     try:
         # Programs stay loaded on exit: a restarted agent adopts them, and
         # established flows never notice.

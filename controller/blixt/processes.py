@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from blixt import translate
+from blixt.dataplane.fit import Budget
 from blixt.dataplane.model import Dataplane
 from blixt.dataplane.plan import describe, service_key
 from blixt.node.frontend_metrics import FrontendCollector
@@ -24,6 +25,7 @@ from blixt.node.manager import Manager
 from blixt.timestamps import utc_now
 from blixt.translate.proxy import ProxyOptions
 from blixt.kube import metrics
+from blixt.kube.events import EventRecorder
 from blixt.kube.leader import LeaderElector
 from blixt.kube.status import StatusWriter
 from blixt.kube.watch import Cache
@@ -116,8 +118,11 @@ class Agent:
                  local_addresses: Callable[[], frozenset[ipaddress.IPv4Address]] = frozenset,
                  controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0,
                  registry=metrics.REGISTRY, proxy: ProxyOptions | None = None,
-                 proxy_health: ProxyHealth | None = None, service_health: ServiceHealth | None = None):
+                 proxy_health: ProxyHealth | None = None, service_health: ServiceHealth | None = None,
+                 events: EventRecorder | None = None):
         self.cache = cache
+        self.events = events
+        self.budget = Budget.of_maps(manager.settings.marks)
         self.proxy = proxy  # None: Gateways only
         self.proxy_health = proxy_health
         self.service_health = service_health
@@ -133,6 +138,7 @@ class Agent:
         self.loop = Loop(cache, self.reconcile, resync)
         self._passes = 0
         self._skipped: tuple[str, ...] = ()
+        self._unfit: dict[translate.ObjectRef, str] = {}
 
     def ready(self) -> bool:
         """Ready only once a full sync has been applied to the dataplane."""
@@ -145,9 +151,10 @@ class Agent:
         self._passes += 1
         if self._passes % 50 == 0:
             self.manager.refresh()  # now and then, trust the kernel over our copy
-        result = translate.translate(snapshot_of(self.cache), now=utc_now(),
+        snapshot = snapshot_of(self.cache)
+        result = translate.translate(snapshot, now=utc_now(),
                                      controller_name=self.controller_name, node_name=self.node,
-                                     services=self.proxy)
+                                     services=self.proxy, budget=self.budget)
         if result.skipped != self._skipped:
             for note in sorted(set(result.skipped) - set(self._skipped)):
                 log.warning("not programmed: %s", note)
@@ -160,6 +167,7 @@ class Agent:
             metrics.DATAPLANE_APPLIES.labels("error").inc()
             raise
         metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        self._report_unfit(snapshot, result.unfit)
         if self.proxy_health is not None:
             self.proxy_health.updated(started)
         if self.service_health is not None:
@@ -180,6 +188,25 @@ class Agent:
         if not self.synced_once.is_set():
             self.synced_once.set()
             log.info("first full sync applied: %d services; ready", len(desired.services))
+
+    def _report_unfit(self, snapshot: translate.Snapshot, unfit) -> None:
+        """Count what the maps had no room for, and say so on the objects
+        (an Event when one is left out, and when it fits again)."""
+        for kind in ("Gateway", "Service"):
+            metrics.DATAPLANE_UNFIT.labels(kind).set(sum(1 for ref in unfit if ref.kind == kind))
+        if self.events is not None:
+            objects = {"Gateway": snapshot.gateways, "Service": snapshot.services}
+            for ref in sorted(set(unfit) | set(self._unfit)):
+                obj = objects[ref.kind].get((ref.namespace, ref.name))
+                if obj is None or unfit.get(ref) == self._unfit.get(ref):
+                    continue
+                if ref in unfit:
+                    self.events.record(obj, ref.kind, "Warning", "NoResources",
+                                       f"not programmed on node {self.node}: no room in the maps: {unfit[ref]}")
+                else:
+                    self.events.record(obj, ref.kind, "Normal", "Programmed",
+                                       f"programmed on node {self.node}: the maps have room again")
+        self._unfit = dict(unfit)
 
     def run(self) -> None:
         self.cache.changed.set()  # first pass as soon as the cache has synced

@@ -1,6 +1,8 @@
 """Per-frontend counters: labels from the applied plan, values from the
 stats map at collect time, and the Agent's registration of the collector."""
 
+import types
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -55,6 +57,8 @@ def test_an_unreadable_stats_map_leaves_the_series_out_not_the_scrape():
 
 
 class FakeManager:
+    settings = types.SimpleNamespace(marks=MarkConfig())
+
     def stats(self):
         return {1: layout.Stats(7, 700, 2)}
 

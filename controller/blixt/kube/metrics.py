@@ -43,3 +43,7 @@ DATAPLANE_SERVICES = Gauge(
 DATAPLANE_BACKENDS = Gauge(
     "blixt_dataplane_backends", "Backends programmed in this node's dataplane.",
     registry=REGISTRY)
+DATAPLANE_UNFIT = Gauge(
+    "blixt_dataplane_unfit_objects",
+    "Gateways and Services, by kind, left out of this node's dataplane because the maps have no room.",
+    ["kind"], registry=REGISTRY)

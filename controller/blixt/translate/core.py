@@ -3,6 +3,8 @@ desired dataplane out. Pure: no I/O, no clock (the caller passes `now`)."""
 
 from __future__ import annotations
 
+from blixt.dataplane.fit import Budget, fit
+from blixt.dataplane.model import Dataplane
 from blixt.gateway_api import ROUTE_KINDS
 
 from . import addresses, dataplane, gateway, gatewayclass, proxy, routes
@@ -11,10 +13,12 @@ from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
 
 
 def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
-              node_name: str | None = None, services: proxy.ProxyOptions | None = None) -> Translation:
+              node_name: str | None = None, services: proxy.ProxyOptions | None = None,
+              budget: Budget | None = None) -> Translation:
     """node_name: when given, backends on other nodes are masqueraded and
     local ones are not; when None (a cluster-wide view), all are.
-    services: when given, Kubernetes Services are served too, for that node."""
+    services: when given, Kubernetes Services are served too, for that node.
+    budget: what the maps may hold (default: the default mark layout's)."""
     statuses: dict[ObjectRef, dict] = {}
 
     classes = {}
@@ -46,20 +50,34 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
     for gs in accepted:
         gs.assigned = assigned[gs.key]
 
+    # Only what fits the maps is programmed (dataplane/fit.py): Gateways in
+    # half the budget, oldest first, then Services in what they leave.
+    budget = budget or Budget.of_maps()
+    gw_fit = fit(dataplane.build(gateways.values(), by_id, resolutions, index, node_name), budget.half())
+    unfit: dict[ObjectRef, str] = {}
+    for key, why in gw_fit.unfit.items():
+        gateways[key].no_resources = why
+        unfit[ObjectRef("Gateway", *key)] = why
+
     for key, gs in gateways.items():
         statuses[ObjectRef("Gateway", *key)] = gateway.status(gs, now)
 
-    planes = dataplane.build(gateways.values(), by_id, resolutions, index, node_name)
+    planes = Dataplane.of(gw_fit.kept)
     skipped: tuple[str, ...] = ()
     checks: tuple = ()
     if services is not None:
         proxied = proxy.build(snapshot.services, index.slices, services)
-        planes, skipped = dataplane.merge(proxied.services, planes, proxied.skipped)
+        svc_fit = fit(proxied.units, budget.minus(gw_fit.used))
+        unfit.update((ObjectRef("Service", *key), why) for key, why in svc_fit.unfit.items())
+        planes, skipped = dataplane.merge(svc_fit.kept, planes, proxied.skipped)
         checks = proxied.health_checks
+    skipped += tuple(f"{ref.kind.lower()} {ref.namespace}/{ref.name}: no room in the maps: {why}"
+                     for ref, why in unfit.items())
     return Translation(
         statuses=statuses,
         dataplane=planes,
         addresses={key: list(gs.assigned.addresses) for key, gs in gateways.items() if gs.programmed},
         skipped=skipped,
         health_checks=checks,
+        unfit=unfit,
     )

@@ -13,13 +13,16 @@ from .backends import Index, backends
 from .model import age_key
 
 
-def build(gateways, routes: dict, resolutions: dict, index: Index, node_name: str | None) -> Dataplane:
-    """routes: (kind, ns, name) -> route object; resolutions likewise."""
-    services, cache = [], {}
+def build(gateways, routes: dict, resolutions: dict, index: Index,
+          node_name: str | None) -> list[tuple[tuple[str, str], tuple[Service, ...]]]:
+    """Each programmed Gateway's frontends, in the order given (the fit's
+    units). routes: (kind, ns, name) -> route object; resolutions likewise."""
+    units, cache = [], {}
     for gs in gateways:
         if not gs.programmed:
             continue
         ns, name = gs.key
+        services = []
         for l in gs.listeners:
             if not l.accepted:
                 continue
@@ -33,7 +36,8 @@ def build(gateways, routes: dict, resolutions: dict, index: Index, node_name: st
             for addr in gs.assigned.addresses:
                 services.append(Service(ipaddress.IPv4Address(addr), l.port, l.proto, picked,
                                         name=f"gateway/{ns}/{name}/{l.name}"))
-    return Dataplane.of(services)
+        units.append((gs.key, tuple(services)))
+    return units
 
 
 def merge(services, gateways: Dataplane, skipped=()) -> tuple[Dataplane, tuple[str, ...]]:

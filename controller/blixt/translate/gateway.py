@@ -26,6 +26,7 @@ class GatewayState:
     dynamic: int
     pool: Pool | None
     assigned: Assigned | None = None  # set for accepted Gateways
+    no_resources: str = ""  # why its frontends do not fit the maps (dataplane/fit.py)
 
     @property
     def programmed(self) -> bool:
@@ -101,7 +102,7 @@ def _listener_status(l: L.Listener, gs: GatewayState, old: dict, gen: int, now: 
         refs = Cond("ResolvedRefs", True, "ResolvedRefs", "")
     if not acc.status:
         prog = Cond("Programmed", False, "Invalid", acc.message)
-    elif not gs.programmed:
+    elif not gs.programmed or gs.no_resources:
         prog = Cond("Programmed", False, "Pending", "the Gateway is not programmed")
     else:
         prog = Cond("Programmed", True, "Programmed", "")
@@ -126,6 +127,9 @@ def status(gs: GatewayState, now: str) -> dict:
         prog = Cond("Programmed", False, "Pending", "no addresses assigned yet")
     elif gs.assigned.reason:
         prog = Cond("Programmed", False, gs.assigned.reason, gs.assigned.message)
+    elif gs.no_resources:
+        prog = Cond("Programmed", False, "NoResources",
+                    f"the dataplane maps have no room for this Gateway's frontends: {gs.no_resources}")
     else:
         prog = Cond("Programmed", True, "Programmed", "")
     old_listeners = {l.get("name"): l for l in old.get("listeners") or () if isinstance(l, dict)}

@@ -44,6 +44,8 @@ class Translation:
     addresses: Mapping[NsName, list[str]]
     skipped: tuple[str, ...] = ()  # frontends not programmed, and why (the agent logs them)
     health_checks: tuple = ()      # proxy.HealthCheck: the node's healthCheckNodePorts
+    # Gateways and Services left out because the maps have no room, and why.
+    unfit: Mapping[ObjectRef, str] = dataclasses.field(default_factory=dict)
 
 
 def meta(obj: dict) -> dict:

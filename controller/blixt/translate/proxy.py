@@ -32,7 +32,7 @@ from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
 from blixt.dataplane.model import Backend, Service
 
 from . import endpoints, health, services
-from .model import NsName
+from .model import NsName, age_key
 
 _API_PROTOCOL = {v: k for k, v in services.PROTOCOLS.items()}
 
@@ -58,15 +58,20 @@ class HealthCheck:
 
 @dataclasses.dataclass(frozen=True)
 class Proxied:
-    services: tuple[Service, ...]
+    # Each Service's frontends, oldest Service first (the fit's units).
+    units: tuple[tuple[NsName, tuple[Service, ...]], ...]
     skipped: tuple[str, ...]  # frontends not served, with why (for logs)
     health_checks: tuple[HealthCheck, ...] = ()
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return tuple(s for _, unit in self.units for s in unit)
 
 
 def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict]],
           opts: ProxyOptions) -> Proxied:
     """slices: EndpointSlices by the Service they belong to (backends.Index.slices)."""
-    out: list[Service] = []
+    out: dict[NsName, list[Service]] = {}
     skipped: list[str] = []
     checks: dict[int, HealthCheck] = {}
     taken: set = set()
@@ -79,10 +84,12 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
                 skipped.append(f"{svc.name}: {svc.key_text} is already served by another Service")
                 continue
             taken.add(svc.key)
-            out.append(svc)
+            out.setdefault(key, []).append(svc)
     # A twin whose main entry lost a conflict has nothing to stand in for.
-    mains = {s.key[:3] for s in out if s.scope == "any"}
-    return Proxied(tuple(s for s in out if s.key[:3] in mains), tuple(skipped), tuple(checks.values()))
+    mains = {s.key[:3] for unit in out.values() for s in unit if s.scope == "any"}
+    units = [(key, tuple(s for s in unit if s.key[:3] in mains))
+             for key, unit in sorted(out.items(), key=lambda kv: age_key(service_objs[kv[0]]))]
+    return Proxied(tuple(u for u in units if u[1]), tuple(skipped), tuple(checks.values()))
 
 
 def _health_check(obj: dict, slices, opts: ProxyOptions) -> HealthCheck | None:
