@@ -65,10 +65,12 @@ class Node:
         self.procs.append(proc)
         return proc, port
 
-    def start_controller(self, identity: str = "e2e") -> Process:
+    def start_controller(self, identity: str = "e2e", *extra: str) -> Process:
         """A controller replica (the Lease default/blixt-controller elects
-        one); self.controller is the last one started."""
-        self.controller, port = self._blixt("controller", "--lease-namespace=default", f"--identity={identity}")
+        one, unless extra names another); self.controller is the last one
+        started."""
+        self.controller, port = self._blixt("controller", "--lease-namespace=default", f"--identity={identity}",
+                                            *extra)
         self.controller_port = port
         self.controller.wait_until(lambda: _http_ok(port, "/readyz"), timeout=60, what="blixt controller ready")
         return self.controller

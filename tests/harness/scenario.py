@@ -126,12 +126,12 @@ spec:
         return {c["type"]: (c["status"], c["reason"]) for c in conds}
 
     def wait_route(self, kind: str, ns: str, name: str, want: dict[str, tuple[str, str]],
-                   parent: str | None = None, timeout: float = 30) -> dict:
-        """Until our parents[] entry (for parent, if given) has the wanted conditions."""
+                   parent: str | None = None, timeout: float = 30, controller: str = CONTROLLER) -> dict:
+        """Until the controller's parents[] entry (for parent, if given) has the wanted conditions."""
         def check():
             route = self.get(kind.lower(), ns, name)
             for p in route.get("status", {}).get("parents", []):
-                if p["controllerName"] != CONTROLLER or (parent and p["parentRef"]["name"] != parent):
+                if p["controllerName"] != controller or (parent and p["parentRef"]["name"] != parent):
                     continue
                 conds = self.conditions(p["conditions"])
                 gen = route["metadata"]["generation"]

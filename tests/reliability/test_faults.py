@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -147,6 +148,62 @@ def test_apiserver_out_of_reach_keeps_the_dataplane_and_resyncs(kube, bpfman, bp
             assert blixt.controller.alive() and blixt.agent.alive()
     finally:
         proxy.close()
+
+
+# -- controller failover --------------------------------------------------------
+
+LEASE_SECONDS = 15  # blixt.kube.leader's default lease duration
+FAILOVER_CONTROLLER = "example.net/blixt-failover"  # apart from every other test's controller and Lease
+
+
+def test_controller_failover_resumes_status_within_the_lease(blixt, kube):
+    """Two controller replicas on a Lease of their own, serving a
+    controllerName and GatewayClass of their own (an agent serves it too);
+    the leader SIGKILLed: the other takes the Lease and writes the status of
+    a Gateway and route made after the kill within the lease duration (plus
+    a reconcile), traffic follows, and nothing settled is rewritten (no
+    status flapping)."""
+    own = ("--controller-name=" + FAILOVER_CONTROLLER, "--lease-name=blixt-failover")
+    blixt.stop_agent()
+    blixt.start_agent("--controller-name=" + FAILOVER_CONTROLLER)
+    first = blixt.start_controller("failover-a", *own)
+    second = blixt.start_controller("failover-b", *own)
+    sc = Scenario(blixt, "failover")
+    blixt.apply(Scenario.CLASS_MANIFEST)
+    sc.create({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+               "metadata": {"name": "blixt-failover"},
+               "spec": {"controllerName": FAILOVER_CONTROLLER, "parametersRef": {
+                   "group": "", "kind": "ConfigMap", "name": "blixt-pool", "namespace": "blixt-system"}}})
+    ns = sc.namespace("a")
+    sc.service(ns, "svc", [0])
+    sc.gateway(ns, "gw", [Scenario.listener("tcp", "TCP", PORT)], class_name="blixt-failover")
+    sc.route("TCPRoute", ns, "r", [{"name": "gw"}], [{"name": "svc", "port": 8080}])
+    sc.wait_route("TCPRoute", ns, "r", {"Accepted": ("True", "Accepted")}, timeout=30,
+                  controller=FAILOVER_CONTROLLER)
+    sc.wait_traffic("TCP", sc.address(ns, "gw"), PORT, {"pod0"})
+
+    def holder():
+        return kube.kubectl("-n", "default", "get", "lease", "blixt-failover", "-o",
+                            "jsonpath={.spec.holderIdentity}").stdout.strip()
+    assert holder() == "failover-a"
+    settled = {k: sc.get(k, ns, n)["metadata"]["resourceVersion"] for k, n in (("gateway", "gw"), ("tcproute", "r"))}
+    os.killpg(first.popen.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    sc.gateway(ns, "gw2", [Scenario.listener("tcp", "TCP", PORT)], class_name="blixt-failover")
+    sc.route("TCPRoute", ns, "r2", [{"name": "gw2"}], [{"name": "svc", "port": 8080}])
+    sc.wait_route("TCPRoute", ns, "r2", {"Accepted": ("True", "Accepted")}, timeout=LEASE_SECONDS + 30,
+                  controller=FAILOVER_CONTROLLER)
+    addr2 = sc.address(ns, "gw2")
+    took = time.monotonic() - killed_at
+    assert holder() == "failover-b"
+    assert took <= LEASE_SECONDS + 10, f"status resumed {took:.1f}s after the leader died"
+    print(f"failover: status of objects made after the kill written {took:.1f}s after it")
+    sc.wait_traffic("TCP", addr2, PORT, {"pod0"})
+    assert second.alive()
+    # The new leader has reconciled everything by now; a while more: nothing settled rewritten.
+    time.sleep(3)
+    assert {k: sc.get(k, ns, n)["metadata"]["resourceVersion"]
+            for k, n in (("gateway", "gw"), ("tcproute", "r"))} == settled
 
 
 # -- the agent killed in the middle of a large apply ---------------------------
