@@ -22,6 +22,7 @@ from blixt.dataplane.plan import describe, service_key
 from blixt.node.frontend_metrics import FrontendCollector
 from blixt.node.health_servers import ProxyHealth, ServiceHealth
 from blixt.node.manager import Manager
+from blixt.node.programming_latency import ProgrammingLatency
 from blixt.timestamps import utc_now
 from blixt.translate.proxy import ProxyOptions
 from blixt.kube import metrics
@@ -139,6 +140,7 @@ class Agent:
         self._passes = 0
         self._skipped: tuple[str, ...] = ()
         self._unfit: dict[translate.ObjectRef, str] = {}
+        self.latency = ProgrammingLatency()
 
     def ready(self) -> bool:
         """Ready only once a full sync has been applied to the dataplane."""
@@ -167,6 +169,8 @@ class Agent:
             metrics.DATAPLANE_APPLIES.labels("error").inc()
             raise
         metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        for seconds in self.latency.programmed(snapshot.endpoint_slices, time.time()):
+            metrics.NETWORK_PROGRAMMING.observe(seconds)
         self._report_unfit(snapshot, result.unfit)
         if self.proxy_health is not None:
             self.proxy_health.updated(started)

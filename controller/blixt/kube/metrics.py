@@ -47,3 +47,8 @@ DATAPLANE_UNFIT = Gauge(
     "blixt_dataplane_unfit_objects",
     "Gateways and Services, by kind, left out of this node's dataplane because the maps have no room.",
     ["kind"], registry=REGISTRY)
+NETWORK_PROGRAMMING = Histogram(
+    "blixt_network_programming_duration_seconds",
+    "From an EndpointSlice's last-change-trigger-time to the end of the pass that programmed it "
+    "(kube-proxy's network_programming_duration_seconds).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 30, 60, 120), registry=REGISTRY)
