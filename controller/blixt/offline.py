@@ -19,7 +19,7 @@ from typing import Iterable, TextIO
 
 import yaml
 
-from blixt import translate
+from blixt import shapes, translate
 from blixt.kube.resources import DEFAULT_RESOURCES, Resource
 from blixt.oneline import yaml_error
 
@@ -134,6 +134,20 @@ def describe(obj: dict) -> str:
     return f"{obj.get('kind') or '(no kind)'} {name} ({obj.get('apiVersion') or 'no apiVersion'})"
 
 
+def _named(obj: dict, res: Resource) -> str:
+    """Kind namespace/name as the object would be filed (an unset namespace
+    is default), for a message about a field of it; what is missing or not
+    a string is left out, and anything unprintable in a name is escaped."""
+    m = obj.get("metadata")
+    if not isinstance(m, dict):
+        return res.kind
+    name, ns = m.get("name"), m.get("namespace") or "default"
+    name = name if isinstance(name, str) and name else "(no name)"
+    if res.namespaced and isinstance(ns, str):
+        name = f"{ns}/{name}"
+    return f"{res.kind} {name if name.isprintable() else repr(name)}"
+
+
 def load(paths: Iterable[str], stdin: TextIO | None = None) -> Loaded:
     stores: dict[str, dict] = {r.name: {} for r in DEFAULT_RESOURCES}
     skipped, duplicates = [], []
@@ -144,6 +158,10 @@ def load(paths: Iterable[str], stdin: TextIO | None = None) -> Loaded:
             if res is None:
                 skipped.append(describe(obj))
                 continue
+            wrong = shapes.problems(kind, obj)
+            if wrong:
+                more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+                raise InputError(f"{'stdin' if path == '-' else path}: {_named(obj, res)}: {wrong[0]}{more}")
             meta = obj.get("metadata")
             if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
                 raise InputError(f"{'stdin' if path == '-' else path}: {describe(obj)} has no metadata.name")

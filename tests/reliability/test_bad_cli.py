@@ -177,7 +177,7 @@ def world(tmp_path_factory):
 
     w.api_kubeconfig = write_kubeconfig(d / "api.kubeconfig", w.api)
     w.refused_kubeconfig = write_kubeconfig(d / "refused.kubeconfig", w.refused)
-    for name, (content, _) in {**TRANSLATE_FILES, **KUBECONFIG_FILES}.items():
+    for name, (content, _) in {**TRANSLATE_FILES, **WRONG_TYPE_FILES, **KUBECONFIG_FILES}.items():
         (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     w.mode000 = d / "mode000.yaml"
     write_kubeconfig(w.mode000, w.refused)
@@ -233,6 +233,37 @@ TRANSLATE_FILES = {
     "empty.yaml": ("", ("no objects",)),
     "comments.yaml": ("# nothing here\n---\n# nor here\n", ("no objects",)),
     "latin1.yaml": (b"kind: \xe9t\xe9\n", ("not UTF-8",)),
+}
+
+# translate -f FILE with an object of the wrong shape, checked (blixt.shapes)
+# before the translation, which would otherwise end in a TypeError:
+# name -> (content, the error line after `blixt translate: PATH: `).
+WRONG_TYPE_FILES = {
+    "port-list.yaml": ("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw}\n"
+                       "spec:\n  gatewayClassName: blixt\n  listeners:\n  - {name: tcp, protocol: TCP, port: [80]}\n",
+                       "Gateway default/gw: spec.listeners[0].port: expected an integer, got a list"),
+    "listener-strings.yaml": ("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: blixt}\n"
+                              "spec: {controllerName: gateway.networking.k8s.io/blixt}\n---\n"
+                              "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+                              "metadata: {name: gw, namespace: web}\n"
+                              "spec: {gatewayClassName: blixt, listeners: [tcp, udp]}\n",
+                              "Gateway web/gw: spec.listeners[0]: expected a mapping, got a string (and 1 more)"),
+    "spec-string.yaml": ("apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: blixt}\n"
+                         "spec: gateway.networking.k8s.io/blixt\n",
+                         "GatewayClass blixt: spec: expected a mapping, got a string"),
+    "spec-list.yaml": ("apiVersion: v1\nkind: Service\nmetadata: {name: svc, namespace: default}\nspec: []\n",
+                       "Service default/svc: spec: expected a mapping, got a list"),
+    "metadata-string.yaml": ("apiVersion: v1\nkind: Service\nmetadata: x\n",
+                             "Service: metadata: expected a mapping, got a string"),
+    "ports-mapping.yaml": ("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s}\n"
+                           "addressType: IPv4\nports: {}\n",
+                           "EndpointSlice default/s: ports: expected a list, got a mapping"),
+    # JSON: true is no port; a later object of the file, in a List.
+    "bool-port.json": (json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "web"},
+         "spec": {"ports": [{"port": True}]}}]}),
+        "Service web/svc: spec.ports[0].port: expected an integer, got a boolean"),
 }
 
 # --kubeconfig FILE, for the controller: name -> (content, what the line names).
@@ -295,7 +326,7 @@ def cases(w) -> dict[str, tuple[tuple[str, ...], str]]:
     c["translate unreadable"] = ("translate", "-f", UNREADABLE)
     if not IS_ROOT:
         c["translate mode 000"] = ("translate", "-f", str(w.mode000))
-    for name in TRANSLATE_FILES:
+    for name in (*TRANSLATE_FILES, *WRONG_TYPE_FILES):
         c[f"translate {name}"] = ("translate", "-f", str(w.dir / name))
     c["translate empty stdin"] = (("translate", "-f", "-"), "")
     # --kubeconfig.
@@ -402,6 +433,14 @@ def test_translate_file_without_read_permission(run, world):
 def test_translate_file_that_is_not_kubernetes_objects(run, world, name):
     one_line_failure(run(f"translate {name}"), "translate", f"{world.dir / name}: ", *TRANSLATE_FILES[name][1],
                      code=2)
+
+
+@pytest.mark.parametrize("name", WRONG_TYPE_FILES)
+def test_translate_object_with_a_wrong_type(run, world, name):
+    """Refused before the translation, naming the file, the object and the
+    field, rather than a TypeError traceback from deep in the translation."""
+    line = one_line_failure(run(f"translate {name}"), "translate", code=2)
+    assert line == f"blixt translate: {world.dir / name}: {WRONG_TYPE_FILES[name][1]}"
 
 
 def test_translate_empty_stdin(run):

@@ -19,14 +19,17 @@ Two families of inputs:
 * wild: a typed snapshot with a few values replaced by any JSON value (a
   list where an object is expected, a string for a port, ...). The API
   server never hands these out; `blixt translate` reads them from a user's
-  YAML. metadata.name and metadata.namespace are never replaced: the watch
-  cache and `blixt translate` key every object by them before the
-  translation sees it (offline.load refuses an object without a string name).
+  YAML, and refuses those in a field the translation reads (blixt.shapes).
+  metadata.name and metadata.namespace are never replaced: the watch cache
+  and `blixt translate` key every object by them before the translation
+  sees it (offline.load refuses an object without a string name).
 
 Properties:
 
-a. translate never raises on typed inputs (on wild ones see
-   test_wrong_types_fail_loudly_or_not_at_all), and leaves its input unchanged;
+a. translate never raises on typed inputs, and leaves its input unchanged;
+   blixt.shapes (the check `blixt translate` makes of the objects it reads)
+   lets every typed input through, and either refuses a wild one or
+   translate takes it without raising;
 b. every condition it writes on a GatewayClass, Gateway, listener or route
    parent carries a reason the Gateway API v1 spec lists for that type and
    status, and an invalid object gets the condition that says what is wrong;
@@ -55,9 +58,10 @@ import os
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from blixt import shapes
 from blixt.gateway_api import ROUTE_KINDS, parent_ref_key
 from blixt.kube.status import canonical, keep_transition_times, merge_parents
 from blixt.translate import CONTROLLER_NAME, ObjectRef, Snapshot, translate
@@ -842,6 +846,13 @@ def check_statuses(snapshot, t):
                 assert resolved == ("True", "ResolvedRefs"), (resolved, refs)
 
 
+def wrong_types(snapshot) -> list[str]:
+    """What blixt.shapes finds of the wrong type in the snapshot's objects,
+    each checked as the kind it is filed under (a wild `kind` is junk too)."""
+    return [f"{kind} {key}: {problem}" for kind, field in FIELDS.items()
+            for key, o in getattr(snapshot, field).items() for problem in shapes.problems(kind, o)]
+
+
 def freeze(snapshot) -> Snapshot:
     return copy.deepcopy(snapshot)
 
@@ -908,6 +919,7 @@ def ours_of(kind, status):
 def test_well_typed_objects_translate_to_spec_statuses_and_named_backends(snapshot, node, proxy):
     """a to d on one input: generating a snapshot costs far more than
     translating and checking it, so the properties share the examples."""
+    assert wrong_types(snapshot) == []  # a: `blixt translate` would take it
     before = freeze(snapshot)
     t = run(snapshot, node, proxy)  # a: never raises
     assert snapshot == before, "the translation changed its input"
@@ -919,26 +931,26 @@ def test_well_typed_objects_translate_to_spec_statuses_and_named_backends(snapsh
 
 @settings(FUZZ, max_examples=EXAMPLES // 2)
 @given(snapshot=WILD, node=NODE, proxy=PROXY_OPTIONS)
-def test_wrong_types_fail_loudly_or_not_at_all(snapshot, node, proxy):
-    """Wrong JSON types may make the translation raise TypeError or
-    AttributeError (Python's own word for a value of the wrong type), and
-    nothing else. That is accepted here, for every field: the API server never
-    hands out such objects (Gateway API CRDs have structural schemas, core
-    kinds are Go types, both enforced on every write, status included), so
-    neither the controller nor the agent can meet one, and checking each
-    field's type on every pass would cost the agent on every change for
-    nothing. The one path that can meet them, `blixt translate` on a
-    hand-written file, should refuse such a file when it loads it. What must
-    not happen is a wrong type read as something else: when the translation
-    returns, what it returns holds as for well-typed objects. (Half the
-    examples of the test above, so that the short run stays near 25 s: this
-    property is the weaker one.)"""
+def test_wrong_types_are_refused_or_translated(snapshot, node, proxy):
+    """Values of the wrong JSON type never reach the translation: the API
+    server refuses them (Gateway API CRDs have structural schemas, core kinds
+    are Go types, both enforced on every write, status included), so neither
+    the controller nor the agent can meet one (nor checks for them, which
+    would cost every pass for nothing), and `blixt translate`, the one path
+    that reads objects no API server checked, refuses them with blixt.shapes
+    when it loads a file. So either blixt.shapes refuses the
+    snapshot, or the translation returns (a TypeError or AttributeError means
+    the checker lets through a type the translation cannot read: add the
+    field to blixt.shapes.KINDS), and what it returns holds as for well-typed
+    objects: a wrong type in a field nothing checks is one nothing reads.
+    (Half the examples of the test above, so that the short run stays near
+    25 s: this property is the weaker one.)"""
+    if wrong_types(snapshot):
+        event("refused by blixt.shapes")
+        return
+    event("translated")
     before = freeze(snapshot)
-    try:
-        t = run(snapshot, node, proxy)
-    except (TypeError, AttributeError):
-        t = None
+    t = run(snapshot, node, proxy)
     assert snapshot == before, "the translation changed its input"
-    if t is not None:
-        check_all_reasons(t)
-        check_dataplane(snapshot, t)
+    check_all_reasons(t)
+    check_dataplane(snapshot, t)
