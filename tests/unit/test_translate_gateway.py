@@ -200,3 +200,10 @@ def test_invalid_listener_port_is_rejected_without_failing_the_translation():
     ls = listeners_by_name(t.statuses[GW])
     assert csr(ls["bad"]["conditions"], "Accepted") == ("False", "PortUnavailable")
     assert [s.port for s in t.dataplane.services] == [80]
+
+
+def test_a_boolean_port_is_not_a_port():
+    """JSON true is no integer (Python's bool is an int: the translation must not take it for 1)."""
+    st = run(*basic(gateway(listeners=[listener("t", True)]))).statuses[ObjectRef("Gateway", "default", "gw")]
+    (l,) = st["listeners"]
+    assert csr(l["conditions"], "Accepted")[1] == "PortUnavailable"

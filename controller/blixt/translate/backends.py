@@ -13,7 +13,7 @@ from blixt.dataplane.model import MAX_WEIGHT, Backend
 
 from .endpoints import from_slices
 from .listeners import PROTOCOLS
-from .model import meta
+from .model import is_int, meta
 
 # A route kind -> the Service protocol its backends serve: the listener's.
 ROUTE_PROTOCOL = {kind: protocol for protocol, (_, kind) in PROTOCOLS.items()}
@@ -101,7 +101,7 @@ def resolve(route_kind: str, route: dict, index: Index) -> Resolution:
                 problems.append(("BackendNotFound", f"Service {ns}/{name} has no {protocol} port {port}"))
                 continue
             weight = b.get("weight", 1)
-            refs.append(Ref((ns, name), sp, weight if isinstance(weight, int) and weight > 0 else 0))
+            refs.append(Ref((ns, name), sp, weight if is_int(weight) and weight > 0 else 0))
     return Resolution(refs, problems)
 
 

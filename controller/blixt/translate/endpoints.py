@@ -20,6 +20,8 @@ import dataclasses
 import ipaddress
 from typing import Iterable
 
+from .model import is_int
+
 PREFER_SAME_NODE = "PreferSameNode"
 PREFER_SAME_ZONE = "PreferSameZone"
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -46,7 +48,7 @@ def slice_port(s: dict, name: str, protocol: str) -> int | None:
     for p in s.get("ports") or ():
         if (p.get("name") or "") == name and (p.get("protocol") or "TCP") == protocol:
             port = p.get("port")
-            return port if isinstance(port, int) and 1 <= port <= 65535 else None
+            return port if is_int(port) and 1 <= port <= 65535 else None
     return None
 
 

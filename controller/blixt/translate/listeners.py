@@ -8,7 +8,7 @@ import dataclasses
 
 from blixt import api_groups
 
-from .model import meta
+from .model import is_int, meta
 from .selectors import matches
 
 # Listener protocol -> (dataplane protocol, the one route kind it carries).
@@ -34,7 +34,7 @@ class Listener:
     @property
     def port_ok(self) -> bool:
         # The CRD enforces this; checked so one bad object cannot fail the whole translation.
-        return isinstance(self.port, int) and 1 <= self.port <= 65535
+        return is_int(self.port) and 1 <= self.port <= 65535
 
     @property
     def accepted(self) -> bool:

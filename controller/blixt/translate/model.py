@@ -61,3 +61,8 @@ def age_key(obj: dict) -> tuple[str, str, str]:
     namespace/name, the tie-break Gateway API prescribes for conflicts."""
     m = meta(obj)
     return (m.get("creationTimestamp") or "", m.get("namespace") or "", m.get("name") or "")
+
+
+def is_int(value) -> bool:
+    """A JSON integer: bool is an int in Python, never in the API's schemas."""
+    return type(value) is int

@@ -32,7 +32,7 @@ from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
 from blixt.dataplane.model import Backend, Service
 
 from . import endpoints, health, services
-from .model import NsName, age_key
+from .model import NsName, age_key, is_int
 
 _API_PROTOCOL = {v: k for k, v in services.PROTOCOLS.items()}
 
@@ -96,7 +96,7 @@ def _health_check(obj: dict, slices, opts: ProxyOptions) -> HealthCheck | None:
     spec = obj.get("spec") or {}
     port = spec.get("healthCheckNodePort")
     if (not services.proxied(obj) or spec.get("type") != "LoadBalancer"
-            or spec.get("externalTrafficPolicy") != "Local" or not isinstance(port, int) or not 1 <= port <= 65535):
+            or spec.get("externalTrafficPolicy") != "Local" or not is_int(port) or not 1 <= port <= 65535):
         return None
     slices = list(slices)
     per_port = [endpoints.from_slices(slices, p.get("name") or "", p.get("protocol") or "TCP", opts.node)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 
-from .model import meta
+from .model import is_int, meta
 
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
@@ -76,7 +76,7 @@ def affinity_timeout(service: dict) -> int:
     timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
     # The API server rejects a timeout outside 1..86400; should one get here
     # anyway, it reads as unset rather than fail the whole translation.
-    return timeout if isinstance(timeout, int) and 0 < timeout <= MAX_AFFINITY_SECONDS else DEFAULT_AFFINITY_SECONDS
+    return timeout if is_int(timeout) and 0 < timeout <= MAX_AFFINITY_SECONDS else DEFAULT_AFFINITY_SECONDS
 
 
 def source_ranges(service: dict) -> tuple[ipaddress.IPv4Network, ...]:
@@ -131,7 +131,7 @@ def frontends(service: dict) -> list[Frontend]:
     for p in spec.get("ports") or ():
         proto = PROTOCOLS.get(p.get("protocol") or "TCP")
         port = p.get("port")
-        if proto is None or not isinstance(port, int) or not 1 <= port <= 65535:
+        if proto is None or not is_int(port) or not 1 <= port <= 65535:
             continue
         name = p.get("name") or ""
 
@@ -139,7 +139,7 @@ def frontends(service: dict) -> list[Frontend]:
             out.append(Frontend(key, name, kind, addr, number, proto, affinity, src))
         add(CLUSTER_IP, cip)
         node_port = p.get("nodePort")  # set only on NodePort and LoadBalancer Services
-        if isinstance(node_port, int) and 1 <= node_port <= 65535:
+        if is_int(node_port) and 1 <= node_port <= 65535:
             add(NODE_PORT, None, node_port)
         for addr in lb_ips:
             add(LOAD_BALANCER, addr, src=ranges)
