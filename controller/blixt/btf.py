@@ -210,6 +210,26 @@ class Btf:
         return Struct(name, self._type(tid).size_or_type,
                       [Member(n, off, self.size_of(m)) for n, off, m in self._members(tid)])
 
+    def struct_at(self, tid: int) -> Struct:
+        """The struct a type id names (through typedefs and qualifiers), as
+        a map's btf_key_type_id / btf_value_type_id does."""
+        rid = self._resolve(tid)
+        t = self._type(rid)
+        if t.kind != STRUCT:
+            raise BtfError(f"type id {tid} is a {_KIND_NAMES.get(t.kind, t.kind)}, not a struct")
+        return Struct(t.name, t.size_or_type, [Member(n, off, self.size_of(m)) for n, off, m in self._members(rid)])
+
+    def datasec_var(self, tid: int, name: str) -> tuple[int, int]:
+        """(offset, size) of a variable in the DATASEC a type id names (a
+        global data map's value type, e.g. .rodata)."""
+        t = self._type(self._resolve(tid))
+        if t.kind != DATASEC:
+            raise BtfError(f"type id {tid} is not a data section")
+        for var_tid, off, size in t.extra:
+            if self._type(var_tid).name == name:
+                return off, size
+        raise BtfError(f"no variable {name!r} in section {t.name!r}")
+
     def var_size(self, name: str) -> int:
         """Size of a global variable (e.g. blixt_cfg in .rodata)."""
         return self.size_of(self._type(self._find(VAR, name)).size_or_type)
@@ -260,3 +280,17 @@ class Btf:
 
 
 _KIND_NAMES = {STRUCT: "struct", UNION: "union", VAR: "variable", DATASEC: "section"}
+
+
+def ctypes_mismatches(cls, want: Struct) -> list[str]:
+    """Differences between a ctypes Structure and a BTF struct, by field
+    (the layout test's and the agent's check of its mirrors)."""
+    import ctypes
+    out = []
+    if ctypes.sizeof(cls) != want.size:
+        out.append(f"{cls.__name__}: size {ctypes.sizeof(cls)} != {want.name} size {want.size}")
+    got = [(name, getattr(cls, name).offset, getattr(cls, name).size) for name, *_ in cls._fields_]
+    exp = [(m.name, m.offset, m.size) for m in want.members]
+    if got != exp:
+        out.append(f"{cls.__name__} fields {got} != {want.name} members {exp}")
+    return out

@@ -153,6 +153,9 @@ def _service_proxy(args: argparse.Namespace, all_addresses):
     node_ips = tuple(args.node_ip)
     if not node_ips:
         # The primary IPs default to those of the first interface attached.
+        if not args.interface:
+            raise ValueError("--node-ip is needed with --maps-dir and --proxy-services (the node's primary IPs "
+                             "are otherwise those of the first --interface)")
         first = args.interface[0].iface
         node_ips = tuple(sorted(_netns_addresses(args.netns, first)()))
         logging.getLogger("blixt.agent").info("--node-ip not given; the node's primary IPs are %s's: %s",
@@ -167,10 +170,21 @@ def _run_agent(args: argparse.Namespace) -> int:
     from blixt.dataplane.marks import MarkConfig
     from blixt.kube.config import ApiServerUnreachable, ConfigError
     from blixt.kube.events import EventRecorder
+    from blixt.node.bpf import BpfError
+    from blixt.node.pinned_maps import PinnedMapsError
     from blixt.kube.watch import Cache
     from blixt.processes import Agent
     _setup_logging(args.log_level)
-    if args.bytecode_file:
+    if args.maps_dir:
+        bytecode = None
+        if args.interface or args.pod_interfaces:
+            print("blixt agent: --interface and --pod-interfaces do not go with --maps-dir: the "
+                  "ClusterBpfApplication's links say where bpfman-operator attaches the program", file=sys.stderr)
+            return 2
+    elif not args.interface:
+        print("blixt agent: --interface is required (or --maps-dir)", file=sys.stderr)
+        return 2
+    elif args.bytecode_file:
         bytecode = bpfman.File(args.bytecode_file)
     else:
         bytecode = bpfman.Image(args.bytecode_image, pull_policy=bpfman.default_pull_policy(args.bytecode_image))
@@ -192,30 +206,33 @@ def _run_agent(args: argparse.Namespace) -> int:
     except AddressesUnreadable as e:
         print(f"blixt agent: the node's primary IPs (--node-ip not given): {e}", file=sys.stderr)
         return 1
+    client = operator = states = None
     try:
-        client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
+        if args.maps_dir:
+            manager, operator, states, api = _pinned_maps_agent(args, settings)
+        else:
+            try:
+                client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
+            except bpfman.BpfmanError as e:
+                _bpfman_failed("agent", e, args.bpfman_socket)
+                return 1
+            api = _connect_apiserver(args)
+            manager = Manager(client, settings)
+            manager.ensure_loaded()
     except bpfman.BpfmanError as e:
         _bpfman_failed("agent", e, args.bpfman_socket)
-        return 1
-    try:
-        api = _connect_apiserver(args)
-    except (ConfigError, ApiServerUnreachable) as e:
-        print(f"blixt agent: {e}", file=sys.stderr)
-        client.close()
-        return 1
-    try:
-        manager = Manager(client, settings)
-        manager.ensure_loaded()
-    except bpfman.BpfmanError as e:
-        _bpfman_failed("agent", e, args.bpfman_socket)
-        client.close()
-        return 1
+        return _closing(1, client, states)
+    except (ConfigError, ApiServerUnreachable, PinnedMapsError, BpfError) as e:
+        print(f"blixt agent: {one_line(e)}", file=sys.stderr)
+        return _closing(1, client, states)
     pods = None
     if args.pod_interfaces:
         from blixt.node.pod_interfaces import PodInterfaces
         pods = PodInterfaces(manager, args.pod_interfaces)
         threading.Thread(target=pods.run, name="pod-interfaces", daemon=True).start()
     cache = Cache(api, resync=args.resync).start()
+    if states is not None:
+        states.add_listener(lambda *_: cache.changed.set())  # a state change may make the maps usable
     proxy_health = service_health = healthz = None
     if proxy is not None:
         from blixt.kube.serve import parse_bind
@@ -226,24 +243,57 @@ def _run_agent(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             print(f"blixt agent: --healthz-bind {args.healthz_bind}: {e}", file=sys.stderr)
             cache.stop()
-            return 1
+            return _closing(1, client, states)
         service_health = ServiceHealth(args.netns, local_addresses, proxy_health.healthy)
     agent = Agent(cache, manager, args.node, local_addresses=local_addresses,
                   controller_name=args.controller_name, resync=args.resync, proxy=proxy,
                   proxy_health=proxy_health, service_health=service_health,
-                  events=EventRecorder(api, "blixt-agent", args.node))
+                  events=EventRecorder(api, "blixt-agent", args.node), operator=operator)
     try:
         # Programs stay loaded on exit: a restarted agent adopts them, and
         # established flows never notice.
         ready = agent.ready if pods is None else lambda: agent.ready() and pods.synced.is_set()
-        return _serve_until_signal("agent", agent, ready, args.metrics_bind)
+        rc = _serve_until_signal("agent", agent, ready, args.metrics_bind)
+        if agent.fatal:
+            print(f"blixt agent: {agent.fatal}", file=sys.stderr)
+            return 1
+        return rc
     finally:
         if pods is not None:
             pods.stop()
         if healthz is not None:
             healthz.stop()
         cache.stop()
+        _closing(0, client, states)
+
+
+def _closing(rc: int, client, states) -> int:
+    if client is not None:
         client.close()
+    if states is not None:
+        states.stop()
+    return rc
+
+
+def _pinned_maps_agent(args: argparse.Namespace, settings):
+    """--maps-dir: the maps bpfman's CSI driver pinned, checked against this
+    agent's layout, and the watch of the node's ClusterBpfApplicationState."""
+    from blixt.kube.watch import Cache
+    from blixt.node import pinned_maps
+    from blixt.node.manager import Manager
+    from blixt.node.operator_program import CLUSTER_BPF_APPLICATION_STATES, OperatorProgram
+    maps = pinned_maps.open_dir(args.maps_dir)
+    problems = pinned_maps.layout_problems(maps)
+    if problems:
+        for m in maps.values():
+            m.close()
+        raise pinned_maps.PinnedMapsError(f"--maps-dir {args.maps_dir}: the maps are not laid out as this agent "
+                                          f"writes them: {'; '.join(problems)}")
+    api = _connect_apiserver(args)
+    states = Cache(api, [CLUSTER_BPF_APPLICATION_STATES], resync=args.resync).start()
+    operator = OperatorProgram(states, maps, args.maps_dir, args.bpf_application, args.node, "blixt_tcx",
+                               settings.marks)
+    return Manager.over_pinned_maps(maps, settings), operator, states, api
 
 
 def _bpfman_failed(command: str, e: bpfman.BpfmanError, socket_path: str) -> None:
@@ -442,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
         "agent",
         help="program this node's dataplane through bpfman (one per node)",
         description="Load blixt's TC programs through bpfman, attach them to the node's interfaces, "
-                    "and keep the BPF maps and the nftables NAT table in step with the cluster.",
+                    "and keep the BPF maps and the nftables NAT table in step with the cluster. With "
+                    "--maps-dir, bpfman-operator loads and attaches the program instead, and the agent keeps "
+                    "the maps its CSI driver pinned in step.",
     )
     agent.add_argument("--node", required=True, help="name of the node this agent serves")
     _common(agent)
@@ -451,12 +503,21 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--bpfman-timeout", type=_positive_seconds, default=60.0,
                        help="deadline for each bpfman call, seconds (default: %(default)s)")
     code = agent.add_mutually_exclusive_group(required=True)
+    code.add_argument("--maps-dir", metavar="DIR",
+                      help="bpfman-operator mode: the program is loaded and attached by bpfman-operator from a "
+                           "ClusterBpfApplication; program the maps bpfman's CSI driver pinned in DIR, never "
+                           "talking to bpfman (the agent is ready once the node's ClusterBpfApplicationState says "
+                           "the program is loaded and attached and the maps are its own)")
     code.add_argument("--bytecode-image", metavar="REF",
                       help="OCI image with blixt's bytecode (HTTPS registry); pulled every load when its tag "
                            "is latest or absent, as Kubernetes pulls images")
     code.add_argument("--bytecode-file", metavar="PATH", help="object file on the node instead (development)")
-    agent.add_argument("--interface", action="append", type=_interface, required=True, metavar="IFACE",
-                       help="classify packets arriving on IFACE (TC ingress); repeatable")
+    agent.add_argument("--interface", action="append", type=_interface, default=[], metavar="IFACE",
+                       help="classify packets arriving on IFACE (TC ingress); repeatable; required unless "
+                            "--maps-dir (then the ClusterBpfApplication's links say where)")
+    agent.add_argument("--bpf-application", default="blixt", metavar="NAME",
+                       help="with --maps-dir: the ClusterBpfApplication that loads blixt's program "
+                            "(default: %(default)s)")
     agent.add_argument("--pod-interfaces", action="append", default=[], metavar="PREFIX",
                        help="also classify packets arriving on every interface whose name starts with PREFIX "
                             "(pods' host-side veths, e.g. veth), attaching as they appear; repeatable; tcx only")

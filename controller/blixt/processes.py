@@ -22,6 +22,8 @@ from blixt.dataplane.plan import describe, service_key
 from blixt.node.frontend_metrics import FrontendCollector
 from blixt.node.health_servers import ProxyHealth, ServiceHealth
 from blixt.node.manager import Manager
+from blixt.node.operator_program import OperatorProgram
+from blixt.node.pinned_maps import PinnedMapsError
 from blixt.node.programming_latency import ProgrammingLatency
 from blixt.timestamps import utc_now
 from blixt.translate.proxy import ProxyOptions
@@ -120,8 +122,10 @@ class Agent:
                  controller_name: str = translate.CONTROLLER_NAME, resync: float = 300.0,
                  registry=metrics.REGISTRY, proxy: ProxyOptions | None = None,
                  proxy_health: ProxyHealth | None = None, service_health: ServiceHealth | None = None,
-                 events: EventRecorder | None = None):
+                 events: EventRecorder | None = None, operator: OperatorProgram | None = None):
         self.cache = cache
+        self.operator = operator  # agent --maps-dir: bpfman-operator's program
+        self.fatal = ""  # why the agent stopped itself
         self.events = events
         self.budget = Budget.of_maps(manager.settings.marks)
         self.proxy = proxy  # None: Gateways only
@@ -143,12 +147,22 @@ class Agent:
         self.latency = ProgrammingLatency()
 
     def ready(self) -> bool:
-        """Ready only once a full sync has been applied to the dataplane."""
-        return self.synced_once.is_set()
+        """Ready only once a full sync has been applied to the dataplane (and,
+        with --maps-dir, while the maps are the loaded program's)."""
+        return self.synced_once.is_set() and (self.operator is None or self.operator.program_id is not None)
 
     def reconcile(self) -> None:
         if not self.cache.synced():
             return
+        if self.operator is not None:
+            try:
+                if not self.operator.usable():
+                    return  # logged; a state change wakes the loop
+            except PinnedMapsError as e:
+                self.fatal = str(e)
+                log.error("%s", e)
+                self.loop.stop()
+                return
         started = time.monotonic()
         self._passes += 1
         if self._passes % 50 == 0:

@@ -77,13 +77,24 @@ class Node:
 
     def start_agent(self, *extra: str) -> Process:
         """extra: more agent flags (more --interface, --proxy-services ...)."""
-        self.agent, port = self._blixt(
-            "agent", f"--node={self.name}", f"--bpfman-socket={self.bpfman_socket}",
-            f"--bytecode-image={self.bytecode_image}", f"--netns={self.topo.node.netns}",
-            "--interface=eth-client", f"--attach-mode={self.mode}", *extra)
+        return self.start_agent_with(f"--bpfman-socket={self.bpfman_socket}",
+                                     f"--bytecode-image={self.bytecode_image}", "--interface=eth-client",
+                                     f"--attach-mode={self.mode}", *extra)
+
+    def start_agent_with(self, *flags: str, wait: bool = True) -> Process:
+        """An agent for this node's namespace with exactly these other flags
+        (e.g. --maps-dir instead of bpfman's); wait: until it is ready."""
+        self.agent, port = self._blixt("agent", f"--node={self.name}", f"--netns={self.topo.node.netns}", *flags)
         self.agent_port = port
-        self.agent.wait_until(lambda: _http_ok(port, "/readyz"), timeout=90, what="blixt agent ready")
+        if wait:
+            self.agent.wait_until(lambda: _http_ok(port, "/readyz"), timeout=90, what="blixt agent ready")
         return self.agent
+
+    def agent_ready(self) -> bool:
+        try:
+            return _http_ok(self.agent_port, "/readyz")
+        except OSError:
+            return False
 
     def stop_agent(self, kill: bool = False) -> None:
         if self.agent is None:

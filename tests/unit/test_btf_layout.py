@@ -21,16 +21,7 @@ from harness import paths
 pytestmark = pytest.mark.unit
 
 
-def mismatches(cls: type[ctypes.Structure], want: btf.Struct) -> list[str]:
-    """Differences between a ctypes Structure and a BTF struct, by field."""
-    out = []
-    if ctypes.sizeof(cls) != want.size:
-        out.append(f"{cls.__name__}: size {ctypes.sizeof(cls)} != {want.name} size {want.size}")
-    got = [(name, getattr(cls, name).offset, getattr(cls, name).size) for name, *_ in cls._fields_]
-    exp = [(m.name, m.offset, m.size) for m in want.members]
-    if got != exp:
-        out.append(f"{cls.__name__} fields {got} != {want.name} members {exp}")
-    return out
+mismatches = btf.ctypes_mismatches
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,24 @@ class _LinkInfo(ctypes.Structure):
     ]
 
 
+class _ProgInfo(ctypes.Structure):
+    # struct bpf_prog_info up to name: enough for its map ids.
+    _fields_ = [
+        ("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+        ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32),
+        ("nr_map_ids", ctypes.c_uint32), ("map_ids", ctypes.c_uint64),
+        ("name", ctypes.c_char * BPF_OBJ_NAME_LEN),
+    ]
+
+
+class _BtfInfo(ctypes.Structure):
+    # struct bpf_btf_info
+    _fields_ = [("btf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32), ("id", ctypes.c_uint32),
+                ("name", ctypes.c_uint64), ("name_len", ctypes.c_uint32), ("kernel_btf", ctypes.c_uint32)]
+
+
 BPF_LINK_TYPE_TCX = 11
 BPF_TCX_INGRESS = 46
 
@@ -87,6 +105,9 @@ _SIGNATURES = {
     "libbpf_num_possible_cpus": ([], ctypes.c_int),
     "bpf_link_get_next_id": ([ctypes.c_uint32, _U32P], ctypes.c_int),
     "bpf_link_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
+    "bpf_prog_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
+    "bpf_map_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
+    "bpf_btf_get_fd_by_id": ([ctypes.c_uint32], ctypes.c_int),
 }
 _lib = None
 
@@ -135,6 +156,41 @@ def obj_get(path: str | os.PathLike) -> int:
     """A new fd for a pinned object (map or program); the caller closes it."""
     path = os.fspath(path)
     return _check("bpf_obj_get", "obj get", path, path.encode())
+
+
+def _info(fd: int, info: ctypes.Structure, what: str) -> None:
+    size = ctypes.c_uint32(ctypes.sizeof(info))
+    _check("bpf_obj_get_info_by_fd", "info", what, fd, ctypes.byref(info), ctypes.byref(size))
+
+
+def prog_map_ids(prog_id: int) -> list[int]:
+    """The ids of the maps a loaded program uses (its own and shared ones)."""
+    what = f"program {prog_id}"
+    fd = _check("bpf_prog_get_fd_by_id", "prog get fd by id", what, prog_id)
+    try:
+        info = _ProgInfo()
+        _info(fd, info, what)
+        ids = (ctypes.c_uint32 * info.nr_map_ids)()
+        info = _ProgInfo(nr_map_ids=len(ids), map_ids=ctypes.addressof(ids))
+        _info(fd, info, what)
+        return list(ids[:info.nr_map_ids])
+    finally:
+        os.close(fd)
+
+
+def btf_data(btf_id: int) -> bytes:
+    """The raw BTF (header, types, strings) the kernel holds under an id."""
+    what = f"btf {btf_id}"
+    fd = _check("bpf_btf_get_fd_by_id", "btf get fd by id", what, btf_id)
+    try:
+        info = _BtfInfo()
+        _info(fd, info, what)
+        buf = ctypes.create_string_buffer(info.btf_size)
+        info = _BtfInfo(btf=ctypes.addressof(buf), btf_size=len(buf))
+        _info(fd, info, what)
+        return buf.raw[:info.btf_size]
+    finally:
+        os.close(fd)
 
 
 def tcx_ingress_ifindexes(prog_id: int) -> list[int]:
@@ -192,6 +248,9 @@ class PinnedMap:
         self.max_entries = info.max_entries
         self.map_flags = info.map_flags
         self.name = info.name.decode(errors="replace")  # the kernel keeps 15 chars
+        self.btf_id = info.btf_id
+        self.btf_key_type_id = info.btf_key_type_id
+        self.btf_value_type_id = info.btf_value_type_id
         self.percpu = self.map_type in PERCPU_MAP_TYPES
         self.ncpus = num_possible_cpus() if self.percpu else 1
         self.value_buffer_size = (_round8(self.value_size) * self.ncpus if self.percpu
@@ -200,6 +259,12 @@ class PinnedMap:
     @classmethod
     def open(cls, path: str | os.PathLike) -> "PinnedMap":
         return cls(obj_get(path), os.fspath(path))
+
+    @classmethod
+    def by_id(cls, map_id: int) -> "PinnedMap":
+        """A map by its kernel id (pinned or not); path names the id."""
+        what = f"map id {map_id}"
+        return cls(_check("bpf_map_get_fd_by_id", "map get fd by id", what, map_id), what)
 
     # -- lifetime
     def close(self) -> None:

@@ -69,7 +69,7 @@ class Settings:
     def __post_init__(self):
         if self.mode not in PROGRAMS:
             raise ValueError(f"mode must be tc or tcx, got {self.mode!r}")
-        if not self.attachments:
+        if not self.attachments and self.bytecode is not None:
             raise ValueError("at least one interface to attach to is needed")
         if not 1 <= self.priority <= 1000:
             raise ValueError(f"priority must be 1..1000, got {self.priority}")
@@ -139,6 +139,15 @@ class Manager:
         # apply; refresh() reads it again (the agent does on resync).
         self._state: Current | None = None
         self._view: NftView | None = None  # NftView.of(self._state), kept with it
+
+    @classmethod
+    def over_pinned_maps(cls, maps: dict[str, bpf.PinnedMap], settings: Settings) -> "Manager":
+        """A manager of maps someone else's load pinned (agent --maps-dir:
+        bpfman-operator loads and attaches); it never calls bpfman."""
+        m = cls(None, settings)
+        m.maps = maps
+        m.adopted = True
+        return m
 
     # -- programs -----------------------------------------------------------
 
