@@ -219,12 +219,9 @@ class Btf:
             raise BtfError(f"type id {tid} is a {_KIND_NAMES.get(t.kind, t.kind)}, not a struct")
         return Struct(t.name, t.size_or_type, [Member(n, off, self.size_of(m)) for n, off, m in self._members(rid)])
 
-    def datasec_var(self, tid: int, name: str) -> tuple[int, int]:
-        """(offset, size) of a variable in the DATASEC a type id names (a
-        global data map's value type, e.g. .rodata)."""
-        t = self._type(self._resolve(tid))
-        if t.kind != DATASEC:
-            raise BtfError(f"type id {tid} is not a data section")
+    def datasec_var(self, section: str, name: str) -> tuple[int, int]:
+        """(offset, size) of a variable in a data section (.rodata, .data)."""
+        t = self._type(self._find(DATASEC, section))
         for var_tid, off, size in t.extra:
             if self._type(var_tid).name == name:
                 return off, size

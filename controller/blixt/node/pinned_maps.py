@@ -88,21 +88,34 @@ def stale(maps: dict[str, bpf.PinnedMap], prog_id: int) -> list[str]:
 
 
 def loaded_marks(prog_id: int) -> MarkConfig:
-    """The mark layout the program was loaded with: blixt_cfg in its .rodata."""
-    for map_id in bpf.prog_map_ids(prog_id):
-        with bpf.PinnedMap.by_id(map_id) as m:
-            if "rodata" not in m.name or not m.btf_id:
+    """The mark layout the program was loaded with: blixt_cfg in its .rodata.
+    The .rodata map bpfman creates carries no BTF of its own; the offset of
+    blixt_cfg in it comes from the program's BTF, which its other maps carry."""
+    rodata, btf_id, seen = None, 0, []
+    try:
+        for map_id in bpf.prog_map_ids(prog_id):
+            m = bpf.PinnedMap.by_id(map_id)
+            seen.append(m.name)
+            if m.name.endswith(".rodata") and rodata is None:
+                rodata = m
                 continue
-            try:
-                offset, size = btf.Btf(bpf.btf_data(m.btf_id)).datasec_var(m.btf_value_type_id, "blixt_cfg")
-            except btf.BtfError:
-                continue
-            raw = m.lookup(bytes(4))
-            if raw is None or size != ctypes.sizeof(layout.Config):
-                continue
-            c = layout.Config.from_buffer_copy(raw[offset:offset + size])
-            return MarkConfig(c.id_shift, c.id_mask, c.masq_mark, c.reject_mark)
-    raise PinnedMapsError(f"program {prog_id} has no .rodata with blixt_cfg: is it blixt's program?")
+            btf_id = btf_id or m.btf_id
+            m.close()
+        if rodata is None or not btf_id:
+            raise PinnedMapsError(f"program {prog_id} has no .rodata map, or no BTF, among its maps "
+                                  f"({', '.join(seen)}): is it blixt's program?")
+        try:
+            offset, size = btf.Btf(bpf.btf_data(btf_id)).datasec_var(".rodata", "blixt_cfg")
+        except btf.BtfError as e:
+            raise PinnedMapsError(f"program {prog_id}: {e}: is it blixt's program?") from None
+        raw = rodata.lookup(bytes(4))
+    finally:
+        if rodata is not None:
+            rodata.close()
+    if raw is None or size != ctypes.sizeof(layout.Config) or len(raw) < offset + size:
+        raise PinnedMapsError(f"program {prog_id}: blixt_cfg is not where its BTF says in .rodata")
+    c = layout.Config.from_buffer_copy(raw[offset:offset + size])
+    return MarkConfig(c.id_shift, c.id_mask, c.masq_mark, c.reject_mark)
 
 
 def marks_problem(loaded: MarkConfig, wanted: MarkConfig) -> str | None:
