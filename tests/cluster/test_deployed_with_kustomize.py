@@ -47,7 +47,8 @@ def test_the_agent_loaded_its_program_through_bpfman_and_attached_it(deployed):
 
 # (who, verb, resource, namespace or "" for all/cluster, allowed)
 RBAC = [
-    # The agent reads what it translates and writes nothing.
+    # The agent reads what it translates and writes nothing but Events (on a
+    # Gateway or Service its node's maps have no room for).
     (AGENT, "watch", "gateways.gateway.networking.k8s.io", "", True),
     (AGENT, "list", "endpointslices.discovery.k8s.io", "", True),
     (AGENT, "patch", "gateways.gateway.networking.k8s.io/status", "default", False),
@@ -55,7 +56,9 @@ RBAC = [
     (AGENT, "update", "gatewayclasses.gateway.networking.k8s.io/status", "", False),
     (AGENT, "create", "gateways.gateway.networking.k8s.io", "default", False),
     (AGENT, "get", "secrets", "blixt-system", False),
-    (AGENT, "create", "events", "blixt-system", False),
+    (AGENT, "create", "events", "default", True),
+    (AGENT, "update", "events", "default", False),
+    (AGENT, "delete", "events", "default", False),
     (AGENT, "list", "pods", "", False),
     (AGENT, "get", "nodes", "", False),
     # The controller writes status and its Lease, nothing else; no nodes, no pods.

@@ -46,9 +46,13 @@ WATCHED = [(GW, r) for r in ("gatewayclasses", "gateways", "tcproutes", "udprout
 STATUS = [(GW, f"{r}/status") for r in ("gatewayclasses", "gateways", "tcproutes", "udproutes")]
 ANY = "*"  # a cluster-wide grant, or a rule without resourceNames
 
-AGENT_GRANTS = {(ANY, g, r, v, ANY) for (g, r), v in itertools.product(WATCHED, READ)}
+READ_GRANTS = {(ANY, g, r, v, ANY) for (g, r), v in itertools.product(WATCHED, READ)}
+# The agent writes Events on what its node's maps have no room for.
+AGENT_GRANTS = READ_GRANTS | {(ANY, "", "events", "create", ANY)}
+# With --maps-dir (overlays/bpfman-operator) it follows bpfman-operator's per-node state.
+OPERATOR_AGENT_GRANTS = {(ANY, "bpfman.io", "clusterbpfapplicationstates", v, ANY) for v in READ}
 STATUS_WRITE = ("get", "patch", "update")
-CONTROLLER_GRANTS = AGENT_GRANTS | {(ANY, g, r, v, ANY) for (g, r), v in itertools.product(STATUS, STATUS_WRITE)} | {
+CONTROLLER_GRANTS = READ_GRANTS | {(ANY, g, r, v, ANY) for (g, r), v in itertools.product(STATUS, STATUS_WRITE)} | {
     (NS, "coordination.k8s.io", "leases", "create", ANY),
     (NS, "coordination.k8s.io", "leases", "get", "blixt-controller"),
     (NS, "coordination.k8s.io", "leases", "update", "blixt-controller"),
@@ -184,7 +188,7 @@ def grants(docs: list[dict], account: str) -> set[tuple]:
 def test_rbac_grants_exactly_what_the_process_needs(render, overlay, account):
     docs = render(overlay)
     got = grants(docs, account)
-    want = ACCOUNTS[account]
+    want = ACCOUNTS[account] | (OPERATOR_AGENT_GRANTS if overlay == OPERATOR and account == "blixt-agent" else set())
     assert got == want, f"missing: {sorted(want - got)}; extra: {sorted(got - want)}"
     # Each workload runs as its own account.
     workload = one(docs, "Deployment" if account == "blixt-controller" else "DaemonSet", account)
@@ -271,7 +275,8 @@ def test_rbac_authorizes_exactly_that_on_the_apiserver(kube, rbac_applied):
     questions = []
     gw = ["gatewayclasses", "gateways", "tcproutes", "udproutes", "referencegrants", "httproutes", "grpcroutes"]
     resources = [(GW, r, s) for r in gw for s in ("", "status")] + \
-        [("", r, "") for r in ("services", "namespaces", "configmaps", "secrets", "pods", "nodes", "endpoints")] + \
+        [("", r, "") for r in ("services", "namespaces", "configmaps", "secrets", "pods", "nodes", "endpoints",
+                               "events")] + \
         [("", "services", "status"), ("discovery.k8s.io", "endpointslices", "")]
     cluster_scoped = {"gatewayclasses", "namespaces", "nodes"}
     verbs = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -508,7 +513,7 @@ def test_bpfman_overlay_is_accepted_by_the_apiserver(kube, render, blixt_system)
             _finalize_namespace(kube, "bpfman")
 
 
-def test_operator_overlay_loads_blixt_tcx_where_the_agent_would(render):
+def test_operator_overlay_loads_blixt_tcx_and_the_agent_uses_its_maps(render):
     docs = render(OPERATOR)
     base = render(BASE)
     apps = [d for d in docs if d["kind"] == "ClusterBpfApplication"]
@@ -520,31 +525,39 @@ def test_operator_overlay_loads_blixt_tcx_where_the_agent_would(render):
     assert spec["nodeSelector"] == {}
 
     ds = one(docs, "DaemonSet", "blixt-agent")
-    agent = parse_cli(expanded_argv(docs, ds, container(ds, "agent")))
-    assert spec["byteCode"] == {"image": {"url": agent.bytecode_image, "imagePullPolicy": "IfNotPresent"}}
-    # The same skb->mark layout as the agent's flags.
-    marks = MarkConfig(agent.mark_id_shift, agent.mark_id_mask, agent.mark_masquerade, agent.mark_reject)
-    assert base64.b64decode(spec["globalData"]["blixt_cfg"]) == bytes(marks.config())
-    # The program the agent's mode loads, on the agent's interfaces.
-    assert agent.attach_mode == "tcx"
+    c = container(ds, "agent")
+    agent = parse_cli(expanded_argv(docs, ds, c))
+    # The agent never talks to bpfman: no socket, no bpffs of bpfman's, no
+    # bytecode or interface of its own; it follows the application.
+    assert agent.maps_dir == "/run/blixt/maps" and agent.bytecode_image is None and agent.interface == []
+    assert agent.bpf_application == app["metadata"]["name"]
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/run/blixt/maps", "/tmp"}
+    assert not [e for e in c["env"] if e["name"].startswith("BLIXT_")]
+    _check_metrics_and_probes(c, agent.metrics_bind)
+    # What the bpfman overlay's agent would load, where it would attach it.
+    cm = config_map(base, "blixt-agent-config")
+    assert spec["byteCode"] == {"image": {"url": cm["data"]["BLIXT_BYTECODE_IMAGE"], "imagePullPolicy": "IfNotPresent"}}
     (program,) = spec["programs"]
     assert program["name"] == "blixt_tcx" and program["type"] == "TCX"
     assert set(program) == {"name", "type", "tcx"}
     links = program["tcx"]["links"]
     assert [(tuple(link["interfaceSelector"]["interfaces"]), link["direction"].lower(), link["priority"])
-            for link in links] == [((a.iface,), "ingress", agent.priority) for a in agent.interface]
+            for link in links] == [((cm["data"]["BLIXT_INTERFACE"],), "ingress", agent.priority)]
+    # The same skb->mark layout as the agent's flags (it refuses to run otherwise).
+    marks = MarkConfig(agent.mark_id_shift, agent.mark_id_mask, agent.mark_masquerade, agent.mark_reject)
+    assert base64.b64decode(spec["globalData"]["blixt_cfg"]) == bytes(marks.config())
 
     # The maps, through bpfman's CSI driver, named after the application.
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    assert set(volumes) == {"blixt-maps", "tmp"}
     csi = volumes["blixt-maps"]["csi"]
     assert csi["driver"] == "csi.bpfman.io"
     assert csi["volumeAttributes"]["csi.bpfman.io/program"] == app["metadata"]["name"]
     assert csi["volumeAttributes"]["csi.bpfman.io/maps"].split(",") == list(layout.MAPS)
-    mounts = {m["name"]: m for m in container(ds, "agent")["volumeMounts"]}
-    assert mounts["blixt-maps"]["mountPath"] == "/run/blixt/maps"
 
-    # Everything else is the base.
-    rest = [d for d in docs if d["kind"] not in ("ClusterBpfApplication", "DaemonSet")]
+    # Everything else is the base, plus the agent's read of the application states.
+    extra = {"ClusterBpfApplication", "DaemonSet"}
+    rest = [d for d in docs if d["kind"] not in extra and not d["metadata"]["name"].endswith("-bpfman-operator")]
     assert rest == [d for d in base if d["kind"] != "DaemonSet"]
 
 
