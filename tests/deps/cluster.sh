@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The binaries of a one-node Kubernetes cluster (kubelet, controller-manager,
 # scheduler, kube-proxy, containerd, runc, crictl, CNI plugins, CoreDNS,
-# echo-basic), the upstream Gateway API conformance test binary, and
-# Kubernetes' own e2e test binary with its agnhost test image's binary, all
-# built from the Go module proxy. `make deps-cluster` (part of `make deps`).
+# echo-basic), the upstream Gateway API conformance test binary,
+# Kubernetes' own e2e test binary with its agnhost test image's binary, and
+# bpfman-operator with its agent, its config/ tree and a CSI node-driver
+# registrar of our own, all built from the Go module proxy. `make
+# deps-cluster` (part of `make deps`).
 #
 # Layout: $BLIXT_CACHE/cluster-<kubernetes version>/{bin,cni/bin}, with the
 # stable link $BLIXT_CACHE/cluster. Each component has its own stamp under
@@ -13,16 +15,21 @@
 # binaries share its wrapper module (tests/cluster/kube), so with its Go cache
 # warm they take minutes instead of a cold Kubernetes build. kube.sh's stamp
 # hashes every tests/cluster/*/go.{mod,sum}, which is why the conformance
-# wrapper modules live in tests/conformance/{upstream,kubernetes} and the rest
-# are built with `go install module@version` instead of more wrappers there.
+# wrapper modules live in tests/conformance/{upstream,kubernetes}, the
+# operator's in tests/operator, and the rest are built with `go install
+# module@version` instead of more wrappers there.
 source "$(dirname "$0")/lib.sh"
 
 KUBE_MOD=$REPO_ROOT/tests/cluster/kube
 CONF_MOD=$REPO_ROOT/tests/conformance/upstream
 E2E_MOD=$REPO_ROOT/tests/conformance/kubernetes
+OPERATOR_MOD=$REPO_ROOT/tests/operator
+REGISTRAR_MOD=$OPERATOR_MOD/registrar
 
 KUBE_VERSION=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$KUBE_MOD/go.mod")
 GATEWAY_API_VERSION=$(awk '$1=="sigs.k8s.io/gateway-api/conformance" {print $2; exit}' "$CONF_MOD/go.mod")
+BPFMAN_OPERATOR_VERSION=$(awk '$1=="github.com/bpfman/bpfman-operator" {print $2; exit}' "$OPERATOR_MOD/go.mod")
+KUBELET_API_VERSION=$(awk '$1=="k8s.io/kubelet" {print $2; exit}' "$REGISTRAR_MOD/go.mod")
 CONTAINERD_VERSION=v2.2.9
 RUNC_VERSION=v1.3.6
 CRI_TOOLS_VERSION=v1.34.0
@@ -166,5 +173,45 @@ build_agnhost() {
 component agnhost "agnhost $agnhost_version ($KUBE_VERSION) cgo=0 ldflags=$agnhost_ldflags mod=$e2e_mod_hash" \
   "$BIN/agnhost" -- build_agnhost
 
+# bpfman-operator and its agent (the DaemonSet's bpfman-agent container and
+# mount-bpffs init container run it as /bpfman-agent), from the wrapper
+# module tests/operator (upstream's requirements less one the proxy refuses).
+# The operator reads ./config/bpfman-deployment/*.yaml from its working
+# directory; deploying it needs config/{crd,rbac,...}: the module's config/
+# tree is copied to $DIR/bpfman-operator/config with the operator.
+operator_mod_hash=$(files_hash "$OPERATOR_MOD/go.mod" "$OPERATOR_MOD/go.sum")
+operator_ldflags="-s -w -X github.com/bpfman/bpfman-operator/internal/version.buildVersion=$BPFMAN_OPERATOR_VERSION"
+OPERATOR_CONFIG=$DIR/bpfman-operator/config
+build_bpfman_operator() {
+  local src
+  (cd "$OPERATOR_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "$operator_ldflags" -o "$BIN/bpfman-operator" \
+    github.com/bpfman/bpfman-operator/cmd/bpfman-operator)
+  src=$(cd "$OPERATOR_MOD" && go list -m -f '{{.Dir}}' github.com/bpfman/bpfman-operator)
+  rm -rf "$OPERATOR_CONFIG"
+  mkdir -p "$(dirname "$OPERATOR_CONFIG")"
+  cp -R "$src/config" "$OPERATOR_CONFIG"
+  chmod -R u+w "$OPERATOR_CONFIG"  # the module cache is read-only
+}
+component bpfman-operator "bpfman-operator $BPFMAN_OPERATOR_VERSION cgo=0 ldflags=$operator_ldflags config mod=$operator_mod_hash" \
+  "$BIN/bpfman-operator" "$OPERATOR_CONFIG" -- build_bpfman_operator
+
+build_bpfman_operator_agent() {
+  (cd "$OPERATOR_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "$operator_ldflags" -o "$BIN/bpfman-operator-agent" \
+    github.com/bpfman/bpfman-operator/cmd/bpfman-agent)
+}
+component bpfman-operator-agent "bpfman-agent $BPFMAN_OPERATOR_VERSION cgo=0 ldflags=$operator_ldflags mod=$operator_mod_hash" \
+  "$BIN/bpfman-operator-agent" -- build_bpfman_operator_agent
+
+# csi-registrar: the DaemonSet's node-driver-registrar container (the upstream
+# image is not built from the Go module proxy). Kubelet's plugin-registration
+# API from the cluster's release, in a module of its own.
+[ "$KUBELET_API_VERSION" = "v0.${KUBE_VERSION#v1.}" ] ||
+  { log "cluster: $REGISTRAR_MOD/go.mod requires k8s.io/kubelet $KUBELET_API_VERSION, not the release of kubernetes $KUBE_VERSION"; exit 1; }
+build_csi_registrar() {
+  (cd "$REGISTRAR_MOD" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/csi-registrar" .)
+}
+component csi-registrar "csi-registrar k8s.io/kubelet $KUBELET_API_VERSION cgo=0 ldflags=-s -w src=$(files_hash "$REGISTRAR_MOD"/go.mod "$REGISTRAR_MOD"/go.sum "$REGISTRAR_MOD"/*.go)" \
+  "$BIN/csi-registrar" -- build_csi_registrar
+
 ln -sfn "$DIR" "$BLIXT_CACHE/cluster"
-log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION, kubernetes e2e and agnhost in $DIR"
+log "cluster: kubernetes $KUBE_VERSION, containerd $CONTAINERD_VERSION, runc $RUNC_VERSION, crictl $CRI_TOOLS_VERSION, CNI plugins $CNI_PLUGINS_VERSION, CoreDNS $COREDNS_VERSION, gateway-api conformance $GATEWAY_API_VERSION, kubernetes e2e and agnhost, bpfman-operator $BPFMAN_OPERATOR_VERSION (+ config), csi-registrar in $DIR"
