@@ -30,7 +30,7 @@ from harness.scenario import Scenario
 pytestmark = [pytest.mark.kube, pytest.mark.bpfman, pytest.mark.netns]
 
 APP = "blixt"
-STATE_CRD = pathlib.Path("/tmp/state-crd.yaml") if True else paths.CACHE / "cluster" / "bpfman-operator" / "config" / "crd" / "bases" / \
+STATE_CRD = paths.CACHE / "cluster" / "bpfman-operator" / "config" / "crd" / "bases" / \
     "bpfman.io_clusterbpfapplicationstates.yaml"
 
 
