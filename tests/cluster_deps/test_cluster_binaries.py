@@ -3,7 +3,10 @@ reports the release it was built from, and carries the build settings asked
 for (module version, cgo, tags, per `go version -m`). The servers among them
 (echo-basic in its three modes, CoreDNS) answer a request; the upstream
 conformance binary lists its TCPRoute/UDPRoute tests, accepts the suite's
-flags and derives its L4 base manifests without a cluster.
+flags and derives its L4 base manifests without a cluster. bpfman-operator
+prints its default Config, the agent has the DaemonSet's init-container mode,
+the operator's config/ tree was copied beside them, and csi-registrar
+registers a driver over gRPC the way kubelet's plugin watcher asks.
 
 Deselected unless BLIXT_CLUSTER=1 (see conftest.py); `make test-cluster-deps`."""
 
@@ -13,12 +16,14 @@ import json
 import os
 import pathlib
 import re
+import signal
 import socket
 import struct
 import subprocess
 import time
 
 import pytest
+import yaml
 
 from harness import paths
 from harness.paths import MissingComponent, component
@@ -38,6 +43,9 @@ GATEWAY_API_VERSION = "v1.6.1"
 CONFORMANCE_BINARY = "gateway-api-conformance.test"
 E2E_BINARY = "e2e.test"
 AGNHOST_VERSION = "2.59"
+BPFMAN_OPERATOR_VERSION = "v0.6.0"
+KUBELET_API_VERSION = "v0.35.4"  # k8s.io/kubelet of KUBE_VERSION: csi-registrar's plugin-registration API
+OPERATOR_CONFIG = CLUSTER / "bpfman-operator" / "config"
 # Test binaries: their build info lists no modules.
 TEST_BINARIES = (CONFORMANCE_BINARY, E2E_BINARY)
 
@@ -59,6 +67,9 @@ BUILDS = {
     CONFORMANCE_BINARY: (BIN, "sigs.k8s.io/gateway-api/conformance", GATEWAY_API_VERSION, "0", None),
     E2E_BINARY: (BIN, "k8s.io/kubernetes", KUBE_VERSION, "0", None),
     "agnhost": (BIN, "k8s.io/kubernetes", KUBE_VERSION, "0", None),
+    "bpfman-operator": (BIN, "github.com/bpfman/bpfman-operator", BPFMAN_OPERATOR_VERSION, "0", None),
+    "bpfman-operator-agent": (BIN, "github.com/bpfman/bpfman-operator", BPFMAN_OPERATOR_VERSION, "0", None),
+    "csi-registrar": (BIN, "k8s.io/kubelet", KUBELET_API_VERSION, "0", None),
 }
 
 # name -> (version argv, pattern its output must match)
@@ -71,6 +82,10 @@ VERSIONS = {
     "crictl": (["--version"], rf"^crictl version {re.escape(CRI_TOOLS_VERSION)}$"),
     "coredns": (["-version"], rf"^CoreDNS-{re.escape(COREDNS_VERSION[1:])}$"),
     "agnhost": (["--version"], rf"^app version {re.escape(AGNHOST_VERSION)}$"),
+    # internal/version.buildVersion, set by tests/deps/cluster.sh's -ldflags.
+    "bpfman-operator": (["--version"], rf"^{re.escape(BPFMAN_OPERATOR_VERSION)} go1\.\S+ linux/\w+$"),
+    "bpfman-operator-agent": (["--version"], rf"^{re.escape(BPFMAN_OPERATOR_VERSION)} go1\.\S+ linux/\w+$"),
+    "csi-registrar": (["-version"], rf"pluginregistration\.k8s\.io/v1 from k8s\.io/kubelet {re.escape(KUBELET_API_VERSION)};"),
 }
 
 # Upstream v1.6.1's TCP and UDP route tests (conformance/tests/{tcp,udp}route-*.go).
@@ -327,3 +342,132 @@ def test_conformance_binary_takes_the_suite_flags():
                   "-report-output=/dev/null", "-organization=o", "-project=p", "-url=u",
                   "-version=v", "-contact=c"])
     assert "PASS" in out
+
+
+def test_bpfman_operator_prints_its_default_config():
+    """The Config `bpfman-config` the operator creates when there is none:
+    images from BPFMAN_IMG and BPFMAN_AGENT_IMG (both required)."""
+    env = {**os.environ, "BPFMAN_IMG": "registry.test/bpfman:t", "BPFMAN_AGENT_IMG": "registry.test/bpfman-agent:t"}
+    config = yaml.safe_load(output([binary("bpfman-operator"), "default-config"], env=env))
+    assert (config["kind"], config["metadata"]["name"]) == ("Config", "bpfman-config")
+    assert config["spec"]["daemon"]["image"] == "registry.test/bpfman:t"
+    assert config["spec"]["agent"]["image"] == "registry.test/bpfman-agent:t"
+    assert config["spec"]["namespace"] == "bpfman"
+    assert "[signing]" in config["spec"]["configuration"]
+    # Without the images it exits 1 before its logger is set up: silently.
+    env = {k: v for k, v in os.environ.items() if k not in ("BPFMAN_IMG", "BPFMAN_AGENT_IMG")}
+    res = subprocess.run([binary("bpfman-operator")], capture_output=True, text=True, timeout=30, env=env)
+    assert res.returncode == 1, res
+
+
+def test_bpfman_operator_agent_has_the_daemonset_modes():
+    # The DaemonSet runs it as `/bpfman-agent --mount-bpffs` (init container)
+    # and `/bpfman-agent --health-probe-bind-address=:8175`.
+    out = output([binary("bpfman-operator-agent"), "--help"])
+    for flag in ("-mount-bpffs", "-mount-bpffs-path", "-health-probe-bind-address", "-kubeconfig"):
+        assert re.search(rf"^\s+{flag}\b", out, re.M), f"{flag} not in:\n{out}"
+
+
+def test_operator_config_copied():
+    """The operator module's config/: what the operator reads from
+    ./config/bpfman-deployment at run time, and the CRDs to install."""
+    with component():
+        if not (OPERATOR_CONFIG / "bpfman-deployment").is_dir():
+            raise MissingComponent(f"bpfman-operator config not found at {OPERATOR_CONFIG}: run `make deps-cluster`")
+    for f in ("daemonset.yaml", "csidriverinfo.yaml", "metrics-proxy-daemonset.yaml"):
+        assert (OPERATOR_CONFIG / "bpfman-deployment" / f).is_file(), f
+    ds = yaml.safe_load((OPERATOR_CONFIG / "bpfman-deployment" / "daemonset.yaml").read_text())
+    containers = {c["name"]: c for c in ds["spec"]["template"]["spec"]["containers"]}
+    # The operator sets the images of these containers by name.
+    assert {"bpfman", "bpfman-agent", "node-driver-registrar"} <= set(containers)
+    assert containers["bpfman-agent"]["command"] == ["/bpfman-agent"]
+    assert "--csi-address=/csi/csi.sock" in containers["node-driver-registrar"]["args"]
+    crds = {
+        "bpfman.io_clusterbpfapplications.yaml": "ClusterBpfApplication",
+        "bpfman.io_clusterbpfapplicationstates.yaml": "ClusterBpfApplicationState",
+        "bpfman.io_configs.yaml": "Config",
+    }
+    for f, kind in crds.items():
+        crd = yaml.safe_load((OPERATOR_CONFIG / "crd" / "bases" / f).read_text())
+        assert crd["kind"] == "CustomResourceDefinition"
+        assert (crd["spec"]["group"], crd["spec"]["names"]["kind"], crd["spec"]["scope"]) == ("bpfman.io", kind, "Cluster")
+        assert "v1alpha1" in {v["name"] for v in crd["spec"]["versions"]}
+    assert (OPERATOR_CONFIG / "default" / "kustomization.yaml").is_file()
+    assert os.access(OPERATOR_CONFIG / "bpfman-deployment" / "daemonset.yaml", os.W_OK)
+
+
+def test_csi_registrar_help():
+    out = output([binary("csi-registrar"), "--help"])
+    for flag in ("-driver-name", "-csi-address", "-kubelet-registration-path", "-plugin-registration-dir", "-v"):
+        assert re.search(rf"^\s+{flag}\b", out, re.M), f"{flag} not in:\n{out}"
+    assert 'default "csi.bpfman.io"' in out and 'default "/registration"' in out
+
+
+def _proto_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, value) of a protobuf message with varint and length-delimited fields."""
+    def varint(i):
+        v = shift = 0
+        while True:
+            b = data[i]
+            v |= (b & 0x7F) << shift
+            i += 1
+            if not b & 0x80:
+                return v, i
+            shift += 7
+    fields, i = [], 0
+    while i < len(data):
+        key, i = varint(i)
+        if key & 7 == 0:
+            v, i = varint(i)
+        elif key & 7 == 2:
+            n, i = varint(i)
+            v, i = data[i:i + n], i + n
+        else:
+            raise AssertionError(f"wire type {key & 7}")
+        fields.append((key >> 3, v))
+    return fields
+
+
+def test_csi_registrar_registers(tmp_path):
+    """What kubelet's plugin watcher does: wait for <driver>-reg.sock, GetInfo,
+    NotifyRegistrationStatus. SIGTERM removes the socket; a failed registration
+    exits 1 (the pod restarts)."""
+    import grpc
+    csi, reg_dir = tmp_path / "csi.sock", tmp_path / "registration"
+    reg = reg_dir / "csi.bpfman.io-reg.sock"
+    argv = [binary("csi-registrar"), "--v=5", f"--csi-address={csi}", f"--plugin-registration-dir={reg_dir}",
+            "--kubelet-registration-path=/var/lib/kubelet/plugins/csi-bpfman/csi.sock"]
+
+    def call(method: str, request: bytes) -> bytes:
+        with grpc.insecure_channel(f"unix://{reg}") as ch:
+            return ch.unary_unary(f"/pluginregistration.Registration/{method}")(request, timeout=5)
+
+    proc = Process("csi-registrar", argv, tmp_path / "registrar.log")
+    try:
+        time.sleep(1)
+        assert proc.alive() and not reg.exists(), "registered before the CSI socket existed"
+        with socket.socket(socket.AF_UNIX) as driver:
+            driver.bind(str(csi))
+            driver.listen()
+            proc.wait_until(reg.exists, 30, "csi-registrar's registration socket")
+            info = _proto_fields(call("GetInfo", b""))
+            assert info == [(1, b"CSIPlugin"), (2, b"csi.bpfman.io"),
+                            (3, b"/var/lib/kubelet/plugins/csi-bpfman/csi.sock"), (4, b"1.0.0")], info
+            assert call("NotifyRegistrationStatus", b"\x08\x01") == b""  # plugin_registered: true
+            assert proc.alive()
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+            assert proc.popen.wait(10) == 0
+            assert not reg.exists()
+    finally:
+        proc.stop()
+
+    proc = Process("csi-registrar", [*argv, "--csi-address="], tmp_path / "registrar-2.log")
+    try:
+        proc.wait_until(reg.exists, 30, "csi-registrar's registration socket")
+        error = b"version mismatch"
+        assert call("NotifyRegistrationStatus", b"\x12" + bytes([len(error)]) + error) == b""
+        assert proc.popen.wait(10) == 1
+        assert not reg.exists()
+        assert "version mismatch" in (tmp_path / "registrar-2.log").read_text()
+    finally:
+        proc.stop()
