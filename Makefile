@@ -32,7 +32,7 @@ deps-gateway-api: deps-apt ## Gateway API CRDs from the Go module proxy
 	@tests/deps/gateway-api.sh
 
 # kubelet, containerd, runc, ... for a real one-node cluster.
-deps-cluster: deps-apt deps-kube ## kubelet, containerd, runc, crictl, CNI, CoreDNS, echo-basic, upstream conformance binary (Go module proxy)
+deps-cluster: deps-apt deps-kube ## kubelet, containerd, runc, crictl, CNI, CoreDNS, echo-basic, upstream conformance binary, Kubernetes e2e + agnhost, bpfman-operator + its agent + a CSI registrar (Go module proxy)
 	@tests/deps/cluster.sh
 
 venv: $(VENV)/.stamp ## Python virtual environment with blixt installed (editable)
