@@ -11,6 +11,12 @@
 #            the static binaries `make deps-cluster` builds, on a distroless-like
 #            root (passwd, group, CA certificates, /tmp), as user nonroot (65532);
 #            skipped with a note when those binaries are not built
+#   bpfman-operator, bpfman-agent, csi-node-driver-registrar
+#            bpfman-operator v0.6.0, its agent and our CSI registrar (`make
+#            deps-cluster`), static binaries on the distroless-like root, each
+#            where bpfman-operator's manifests run it (/bpfman-operator with
+#            its ./config/bpfman-deployment payload, /bpfman-agent,
+#            /csi-node-driver-registrar)
 #   agnhost  Kubernetes' e2e test image (test/images/agnhost, built by `make
 #            deps-cluster`) on a Debian root with the tools its Dockerfile adds
 #            to Alpine (sh, bash, curl, nc, ip, dig), tagged as the e2e
@@ -23,7 +29,8 @@
 # "name:tag file" for every tag, sorted. A stamp beside each tarball records
 # the inputs it was built from; a changed input rebuilds that image only.
 #
-# Usage: images.sh [blixt|bpfman|pause|echo-basic|coredns|agnhost ...]   (default: all)
+# Usage: images.sh [blixt|bpfman|pause|echo-basic|coredns|agnhost|bpfman-operator|bpfman-agent|csi-node-driver-registrar ...]
+#        (default: all)
 # Debian packages come from the host's Debian apt sources (the deb822 file
 # /etc/apt/sources.list.d/debian.sources, else /etc/apt/sources.list);
 # IMAGES_APT_SOURCES=FILE picks another sources file.
@@ -498,13 +505,54 @@ build_agnhost() {
   finish agnhost "$r" "$start" "$want"
 }
 
+# --- bpfman-operator, bpfman-agent, csi-node-driver-registrar -----------------
+# Tagged with local names: bpfman-operator's Config (spec.agent.image,
+# spec.daemon.csiRegistrarImage) and its Deployment's BPFMAN_AGENT_IMG name them.
+OPERATOR_VERSION=0.6.0
+
+# operator_image NAME BINARY PATH_IN_IMAGE [ROOT_SETUP_FUNCTION]
+operator_image() {
+  local name=$1 binary=$2 path=$3 setup=${4:-} bin want extra=""
+  bin=$(cluster_binary "$binary")
+  [ -n "$bin" ] || return 0
+  [ -z "$setup" ] || extra=$("$setup" hash)
+  want="$name $OPERATOR_VERSION $(sha256sum < "$bin" | cut -d' ' -f1) $extra; script $SCRIPT_HASH"
+  cached "$name" "$want" && return 0
+  local start work
+  begin "$name"
+  static_root "$work/rootfs" "$work"
+  install -m 0755 "$bin" "$work/rootfs$path"
+  [ -z "$setup" ] || "$setup" "$work/rootfs"
+  pack_layer "$work/rootfs" "$work/layer.tar"
+  # Root, as upstream's images run (the agent and registrar are privileged
+  # DaemonSet containers; the operator's Deployment sets its own user).
+  assemble "$name" "$work" "$work/layer.tar" "$name:$OPERATOR_VERSION" -- \
+    --config.entrypoint "$path" \
+    --config.workingdir / \
+    --config.user 0:0 \
+    --config.label "org.opencontainers.image.version=$OPERATOR_VERSION"
+  finish "$name" "$work/rootfs" "$start" "$want"
+}
+
+# The operator reads ./config/bpfman-deployment/*.yaml from its working directory.
+OPERATOR_CONFIG=$CLUSTER_BIN/../bpfman-operator/config/bpfman-deployment
+operator_payload() {
+  if [ "$1" = hash ]; then cat "$OPERATOR_CONFIG"/*.yaml | sha256sum | cut -d' ' -f1; return; fi
+  mkdir -p "$1/config/bpfman-deployment"
+  install -m 0644 "$OPERATOR_CONFIG"/*.yaml "$1/config/bpfman-deployment/"
+}
+
+build_bpfman-operator() { operator_image bpfman-operator bpfman-operator /bpfman-operator operator_payload; }
+build_bpfman-agent() { operator_image bpfman-agent bpfman-operator-agent /bpfman-agent; }
+build_csi-node-driver-registrar() { operator_image csi-node-driver-registrar csi-registrar /csi-node-driver-registrar; }
+
 # --- main --------------------------------------------------------------------
-ALL=(blixt bpfman pause echo-basic coredns agnhost)
+ALL=(blixt bpfman pause echo-basic coredns agnhost bpfman-operator bpfman-agent csi-node-driver-registrar)
 want_images=("$@")
 [ ${#want_images[@]} -gt 0 ] || want_images=("${ALL[@]}")
 for img in "${want_images[@]}"; do
   case $img in
-    blixt|bpfman|pause|echo-basic|coredns|agnhost) "build_$img" ;;
+    blixt|bpfman|pause|echo-basic|coredns|agnhost|bpfman-operator|bpfman-agent|csi-node-driver-registrar) "build_$img" ;;
     *) log "images: unknown image '$img' (known: ${ALL[*]})"; exit 2 ;;
   esac
 done

@@ -41,6 +41,7 @@ ECHO_BASIC_TAGS = ["v1.5.1", "v1.6.0-dev.2", "v1.6.0-dev.3"]
 COREDNS_TAG = "v1.12.2"
 AGNHOST_TAG = "2.59"
 NONROOT = "65532:65532"
+OPERATOR_VERSION = "0.6.0"
 
 EXPECTED = {
     "blixt": {"tags": [f"blixt:{VERSION}", "blixt:latest"], "entrypoint": ["blixt"], "user": "0:0"},
@@ -55,6 +56,15 @@ EXPECTED = {
     # Kubernetes' e2e image, as the e2e framework (v1.35.4) names it.
     "agnhost": {"tags": [f"registry.k8s.io/e2e-test-images/agnhost:{AGNHOST_TAG}"], "entrypoint": ["/agnhost"],
                 "cmd": ["pause"], "user": "0:0", "binary": "agnhost"},
+    # bpfman-operator v0.6.0, its agent and our CSI registrar, where the
+    # operator's manifests run them; local names its Config points at.
+    "bpfman-operator": {"tags": [f"bpfman-operator:{OPERATOR_VERSION}"], "entrypoint": ["/bpfman-operator"],
+                        "user": "0:0", "binary": "bpfman-operator"},
+    "bpfman-agent": {"tags": [f"bpfman-agent:{OPERATOR_VERSION}"], "entrypoint": ["/bpfman-agent"],
+                     "user": "0:0", "binary": "bpfman-operator-agent"},
+    "csi-node-driver-registrar": {"tags": [f"csi-node-driver-registrar:{OPERATOR_VERSION}"],
+                                  "entrypoint": ["/csi-node-driver-registrar"], "user": "0:0",
+                                  "binary": "csi-registrar"},
 }
 BLIXT_COMMANDS = ("controller", "agent", "bpfman-programs", "dataplane", "translate")
 # The controller's pod runs as this user with a read-only root (deploy/kustomize/base/controller.yaml).
@@ -644,3 +654,27 @@ def test_containerd_imports_every_tarball_and_runs_it(ctr):
         res = ctr("run", "--rm", normalized(tag), f"images-test-{name}", *argv)
         assert res.returncode == 0, (name, res.stderr)
         assert expect in res.stdout + res.stderr, (name, res.stdout, res.stderr)
+
+
+# --- bpfman-operator ---------------------------------------------------------
+
+def test_bpfman_operator_runs_and_carries_the_payload_it_reads(unpacked):
+    """It reads ./config/bpfman-deployment/*.yaml from its working directory (/)."""
+    img = unpacked("bpfman-operator")
+    res = img.run(extra=("--version",))
+    assert res.returncode == 0 and res.stdout.startswith(f"v{OPERATOR_VERSION} "), (res.stdout, res.stderr)
+    payload = img.rootfs / "config" / "bpfman-deployment"
+    assert sorted(p.name for p in payload.iterdir()) == ["csidriverinfo.yaml", "daemonset.yaml",
+                                                         "metrics-proxy-daemonset.yaml"]
+    assert "node-driver-registrar" in (payload / "daemonset.yaml").read_text()
+
+
+def test_bpfman_agent_and_registrar_run(unpacked):
+    agent = unpacked("bpfman-agent")
+    res = agent.run(extra=("--version",))
+    assert res.returncode == 0 and res.stdout.startswith(f"v{OPERATOR_VERSION} "), (res.stdout, res.stderr)
+    res = agent.run(extra=("--help",))
+    assert "mount-bpffs" in res.stdout + res.stderr
+    registrar = unpacked("csi-node-driver-registrar")
+    res = registrar.run(extra=("-version",))
+    assert res.returncode == 0 and "pluginregistration.k8s.io/v1" in res.stdout + res.stderr, (res.stdout, res.stderr)
