@@ -327,8 +327,9 @@ build_bpfman() {
   printf '[signing]\nallow_unsigned = true\nverify_enabled = false\n' > "$r/etc/bpfman/bpfman.toml"
   # bpfman 0.6.0 refuses every request unless it can raise RLIMIT_MEMLOCK,
   # which root without CAP_SYS_RESOURCE (these machines, and so their pods)
-  # cannot: tests/harness/memlock_shim.c, inert unless a pod sets
-  # LD_PRELOAD=/usr/local/lib/blixt/memlock_shim.so (see BUILD.md).
+  # cannot: tests/harness/memlock_shim.c, preloaded by the image's
+  # environment (so also in the DaemonSet bpfman-operator makes, which sets
+  # no LD_PRELOAD); it changes nothing where that setrlimit succeeds.
   mkdir -p "$r/usr/local/lib/blixt"
   gcc -shared -fPIC -O2 -Wall -Werror -o "$r/usr/local/lib/blixt/memlock_shim.so" "$shim_src" -ldl
   # Mount points a runtime would otherwise create.
@@ -339,6 +340,7 @@ build_bpfman() {
   assemble bpfman "$work" "$work/layer.tar" "bpfman:$BPFMAN_VERSION" -- \
     --config.entrypoint /bpfman-rpc --config.entrypoint=--timeout=0 \
     --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --config.env LD_PRELOAD=/usr/local/lib/blixt/memlock_shim.so \
     --config.workingdir / \
     --config.user 0:0 \
     --config.label "org.opencontainers.image.version=$BPFMAN_VERSION"
@@ -510,13 +512,13 @@ build_agnhost() {
 # spec.daemon.csiRegistrarImage) and its Deployment's BPFMAN_AGENT_IMG name them.
 OPERATOR_VERSION=0.6.0
 
-# operator_image NAME BINARY PATH_IN_IMAGE [ROOT_SETUP_FUNCTION]
+# operator_image NAME BINARY PATH_IN_IMAGE USER [ROOT_SETUP_FUNCTION]
 operator_image() {
-  local name=$1 binary=$2 path=$3 setup=${4:-} bin want extra=""
+  local name=$1 binary=$2 path=$3 user=$4 setup=${5:-} bin want extra=""
   bin=$(cluster_binary "$binary")
   [ -n "$bin" ] || return 0
   [ -z "$setup" ] || extra=$("$setup" hash)
-  want="$name $OPERATOR_VERSION $(sha256sum < "$bin" | cut -d' ' -f1) $extra; script $SCRIPT_HASH"
+  want="$name $OPERATOR_VERSION $(sha256sum < "$bin" | cut -d' ' -f1) $extra user $user; script $SCRIPT_HASH"
   cached "$name" "$want" && return 0
   local start work
   begin "$name"
@@ -524,12 +526,10 @@ operator_image() {
   install -m 0755 "$bin" "$work/rootfs$path"
   [ -z "$setup" ] || "$setup" "$work/rootfs"
   pack_layer "$work/rootfs" "$work/layer.tar"
-  # Root, as upstream's images run (the agent and registrar are privileged
-  # DaemonSet containers; the operator's Deployment sets its own user).
   assemble "$name" "$work" "$work/layer.tar" "$name:$OPERATOR_VERSION" -- \
     --config.entrypoint "$path" \
     --config.workingdir / \
-    --config.user 0:0 \
+    --config.user "$user" \
     --config.label "org.opencontainers.image.version=$OPERATOR_VERSION"
   finish "$name" "$work/rootfs" "$start" "$want"
 }
@@ -542,9 +542,12 @@ operator_payload() {
   install -m 0644 "$OPERATOR_CONFIG"/*.yaml "$1/config/bpfman-deployment/"
 }
 
-build_bpfman-operator() { operator_image bpfman-operator bpfman-operator /bpfman-operator operator_payload; }
-build_bpfman-agent() { operator_image bpfman-agent bpfman-operator-agent /bpfman-agent; }
-build_csi-node-driver-registrar() { operator_image csi-node-driver-registrar csi-registrar /csi-node-driver-registrar; }
+# The operator's Deployment says runAsNonRoot without a user: nonroot (65532),
+# as upstream's image. The agent and the registrar run as root in the
+# privileged DaemonSet the operator makes.
+build_bpfman-operator() { operator_image bpfman-operator bpfman-operator /bpfman-operator 65532:65532 operator_payload; }
+build_bpfman-agent() { operator_image bpfman-agent bpfman-operator-agent /bpfman-agent 0:0; }
+build_csi-node-driver-registrar() { operator_image csi-node-driver-registrar csi-registrar /csi-node-driver-registrar 0:0; }
 
 # --- main --------------------------------------------------------------------
 ALL=(blixt bpfman pause echo-basic coredns agnhost bpfman-operator bpfman-agent csi-node-driver-registrar)

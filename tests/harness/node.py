@@ -61,6 +61,12 @@ BYTECODE_IMAGE = f"{REGISTRY}/blixt/bytecode:latest"
 # Host directories the overlay's bpfman and agent use (hostPath, DirectoryOrCreate).
 BPFMAN_HOST_DIRS = ("/run/bpfman-sock", "/var/lib/bpfman")
 BPFMAN_FS = pathlib.Path("/run/bpfman/fs")
+# kubelet's default root-dir: bpfman-operator's DaemonSet mounts its plugin
+# registration, CSI socket and pods directories by these host paths, and CSI
+# target paths are under the root-dir, so the node's kubelet keeps its state
+# here (removed at teardown when the cluster made it; kubelet makes
+# /var/lib/kubelet/device-plugins whatever its root-dir anyway).
+KUBELET_ROOT = pathlib.Path("/var/lib/kubelet")
 # What `kubectl apply -k deploy/kustomize/overlays/bpfman` runs: (namespace, workload).
 PROXIES = ("kube-proxy", "blixt")
 BLIXT_WORKLOADS = (("bpfman", "daemonset/bpfman"), ("blixt-system", "daemonset/blixt-agent"),
@@ -452,14 +458,20 @@ class NodeCluster:
         for tar in tars:
             self.node_exec(self.bin / "ctr", "-a", self.sock, "-n", "k8s.io", "images", "import", tar, timeout=300)
 
-        # kubelet.
+        # kubelet, its state in KUBELET_ROOT.
+        if _mounts_under(KUBELET_ROOT):
+            raise RuntimeError(f"{KUBELET_ROOT} has mounts: another kubelet, or a cluster not torn down "
+                               "(`make cluster-down`)")
+        self.state.data["kubelet_root"] = {"path": str(KUBELET_ROOT), "existed": KUBELET_ROOT.exists()}
+        self.state.save()
+        KUBELET_ROOT.mkdir(parents=True, exist_ok=True)
         (wd / "resolv.conf").write_text(f"nameserver {NODE_IP}\n")
         (wd / "kubelet.yaml").write_text(KUBELET_CONFIG.format(
             sock=self.sock, dns=DNS_IP, wd=wd, ca=ca.cert,
             serving_cert=kubelet_serving.cert, serving_key=kubelet_serving.key))
         self._spawn("kubelet", [
             self.bin / "kubelet", f"--config={wd / 'kubelet.yaml'}",
-            f"--kubeconfig={kubeconfig('kubelet', kubelet)}", f"--root-dir={wd / 'kubelet'}",
+            f"--kubeconfig={kubeconfig('kubelet', kubelet)}", f"--root-dir={KUBELET_ROOT}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1"])
         self._wait("kubelet", self.node_ready, 180, f"Node {NODE_NAME} Ready")
 
@@ -604,6 +616,16 @@ def teardown(workdir: pathlib.Path = DEFAULT_WORKDIR) -> list[str]:
             subprocess.run(["umount", "-l", mp], capture_output=True)
     for mp in _mounts_under(workdir):
         problems.append(f"mount {mp} left")
+    # kubelet's root-dir: its pod volumes, then the directory if the cluster made it.
+    root = d.get("kubelet_root")
+    if root:
+        for mp in sorted(_mounts_under(pathlib.Path(root["path"])), key=len, reverse=True):
+            if subprocess.run(["umount", mp], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", mp], capture_output=True)
+        left = _mounts_under(pathlib.Path(root["path"]))
+        problems += [f"mount {mp} left" for mp in left]
+        if not left and not root["existed"]:
+            shutil.rmtree(root["path"], ignore_errors=True)
     # Programs the cluster's bpfman loaded stay loaded (pinned) after it is
     # killed, their links defunct with the node namespace gone: unload them
     # with a bpfman-rpc of our own, which does that for blixt's at start.

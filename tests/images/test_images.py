@@ -59,7 +59,7 @@ EXPECTED = {
     # bpfman-operator v0.6.0, its agent and our CSI registrar, where the
     # operator's manifests run them; local names its Config points at.
     "bpfman-operator": {"tags": [f"bpfman-operator:{OPERATOR_VERSION}"], "entrypoint": ["/bpfman-operator"],
-                        "user": "0:0", "binary": "bpfman-operator"},
+                        "user": NONROOT, "binary": "bpfman-operator"},
     "bpfman-agent": {"tags": [f"bpfman-agent:{OPERATOR_VERSION}"], "entrypoint": ["/bpfman-agent"],
                      "user": "0:0", "binary": "bpfman-operator-agent"},
     "csi-node-driver-registrar": {"tags": [f"csi-node-driver-registrar:{OPERATOR_VERSION}"],
