@@ -74,6 +74,7 @@ class OperatorProgram:
         self.marks = marks
         self.program_id: int | None = None
         self._why: str | None = None
+        self._marks_checked: int | None = None  # the program id whose blixt_cfg matched
         self._lock = threading.Lock()
 
     def check(self) -> tuple[int | None, str]:
@@ -92,9 +93,11 @@ class OperatorProgram:
             return None, (f"the maps pinned in {self.maps_dir} are not program {prog_id}'s ({', '.join(gone)}): "
                           f"the ClusterBpfApplication was loaded again since this pod started, and its CSI "
                           f"volume still holds the old maps; delete this pod so a new one mounts the new maps")
-        problem = pinned_maps.marks_problem(pinned_maps.loaded_marks(prog_id), self.marks)
-        if problem:
-            raise pinned_maps.PinnedMapsError(problem)
+        if prog_id != self._marks_checked:  # a loaded program's globalData never changes
+            problem = pinned_maps.marks_problem(pinned_maps.loaded_marks(prog_id), self.marks)
+            if problem:
+                raise pinned_maps.PinnedMapsError(problem)
+            self._marks_checked = prog_id
         return prog_id, ""
 
     def usable(self) -> bool:
