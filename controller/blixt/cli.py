@@ -211,11 +211,7 @@ def _run_agent(args: argparse.Namespace) -> int:
         if args.maps_dir:
             manager, operator, states, api = _pinned_maps_agent(args, settings)
         else:
-            try:
-                client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
-            except bpfman.BpfmanError as e:
-                _bpfman_failed("agent", e, args.bpfman_socket)
-                return 1
+            client = bpfman.BpfmanClient(args.bpfman_socket, timeout=args.bpfman_timeout)
             api = _connect_apiserver(args)
             manager = Manager(client, settings)
             manager.ensure_loaded()
