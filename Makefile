@@ -62,14 +62,16 @@ $(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c
 	@mkdir -p $(BUILD)
 	gcc -shared -fPIC -O2 -Wall -Werror -o $@ $< -ldl
 
-# Three pytest sessions: the cluster tiers' bpfman must not meet the bpfman-rpc
-# the other tiers keep for their whole session (tests/harness/optin.py), and
-# tests/cluster_proxy makes a cluster of its own (without kube-proxy).
+# Four pytest sessions: the cluster tiers' bpfman must not meet the bpfman-rpc
+# the other tiers keep for their whole session (tests/harness/optin.py);
+# tests/cluster_proxy (without kube-proxy) and tests/cluster_operator (bpfman
+# run by bpfman-operator) each make a cluster of their own.
 CLUSTER_TIERS := tests/cluster_deps tests/images tests/cluster_node tests/cluster
 test: deps bytecode ## run every test tier against the real components, then the cluster tiers (root)
 	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_proxy $(PYTEST_ARGS) || rc=$$?; \
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_operator $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc
 
 unit: venv ## the unprivileged unit tests only
@@ -132,7 +134,8 @@ cluster: deps-cluster images bytecode venv ## start the one-node cluster in netn
 cluster-down: venv ## stop `make cluster` and remove everything it made (processes, mounts, netns, cgroups, sysctls, bpfman's programs and dirs) (root)
 	$(VPY) tests/harness/node.py down --workdir $(CLUSTER_DIR)
 
-test-cluster: deps-cluster images bytecode venv ## the cluster tiers alone: tests/cluster_node and tests/cluster (blixt deployed, upstream suite), then tests/cluster_proxy (no kube-proxy) (root)
+test-cluster: deps-cluster images bytecode venv ## the cluster tiers alone: tests/cluster_node and tests/cluster (blixt deployed, upstream suite), tests/cluster_proxy (no kube-proxy), tests/cluster_operator (under bpfman-operator) (root)
 	@rc=0; BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_node tests/cluster $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_proxy $(PYTEST_ARGS) || rc=$$?; \
+	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_operator $(PYTEST_ARGS) || rc=$$?; \
 	exit $$rc

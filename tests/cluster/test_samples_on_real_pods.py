@@ -12,42 +12,24 @@ import sys
 
 import pytest
 
-from harness import paths
-from harness.proc import wait_for
+from harness import samples
 
-TESTS = paths.REPO / "tests"
-ECHO = TESTS / "cluster" / "echo.yaml"
-TRAFFIC = TESTS / "harness" / "traffic.py"
+TESTS = samples.TESTS
 
 
 @pytest.fixture(scope="module")
 def gateway(deployed):
     """samples/ applied with two echo pods behind Service default/echo; the
     Gateway's address once it is Programmed."""
-    k = deployed.cluster.kubectl
-    k("create", "configmap", "echo-server", f"--from-file=traffic.py={TRAFFIC}")
-    k("apply", "-f", ECHO)
-    k("apply", "-f", paths.REPO / "samples")
-    k("rollout", "status", "deployment/echo", "--timeout=120s")
-
-    def programmed():
-        gw = json.loads(k("get", "gateway", "demo", "-o", "json").stdout)
-        conds = {c["type"]: c["status"] for c in gw.get("status", {}).get("conditions", [])}
-        addrs = gw.get("status", {}).get("addresses") or []
-        return addrs[0]["value"] if conds.get("Programmed") == "True" and addrs else None
-    return wait_for(programmed, timeout=60, what="Gateway demo Programmed with an address", interval=0.5)
+    return samples.apply(deployed.cluster)
 
 
 def client(deployed, *args, timeout: float = 60) -> dict:
-    res = deployed.cluster.client_exec(sys.executable, "-m", "harness.traffic", *map(str, args),
-                                       cwd=TESTS, timeout=timeout)
-    return json.loads(res.stdout)
+    return samples.client(deployed.cluster, *args, timeout=timeout)
 
 
 def pods(deployed) -> set[str]:
-    out = deployed.cluster.kubectl("get", "pods", "-l", "app=echo", "-o",
-                                   "jsonpath={.items[*].metadata.name}").stdout
-    return set(out.split())
+    return samples.echo_pods(deployed.cluster)
 
 
 def test_endpoint_slices_come_from_kube_controller_manager(deployed, gateway):

@@ -80,7 +80,8 @@ fi
 # so an unchanged tree packs the same layer bytes.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO_ROOT" log -1 --format=%ct 2>/dev/null || echo 0)}
 CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
-SCRIPT_HASH=$(sha256sum "$0" "$REPO_ROOT/tests/deps/lib.sh" | sha256sum | cut -d' ' -f1)
+# Contents only: a hash over file names would differ between clones in other directories.
+SCRIPT_HASH=$(cat "$0" "$REPO_ROOT/tests/deps/lib.sh" | sha256sum | cut -d' ' -f1)
 mkdir -p "$OUT"
 # Work directories (root file systems, OCI layouts) go away however the script ends.
 WORKDIRS=()
@@ -332,6 +333,10 @@ build_bpfman() {
   # no LD_PRELOAD); it changes nothing where that setrlimit succeeds.
   mkdir -p "$r/usr/local/lib/blixt"
   gcc -shared -fPIC -O2 -Wall -Werror -o "$r/usr/local/lib/blixt/memlock_shim.so" "$shim_src" -ldl
+  # Image pulls trust Debian's roots and, besides them, CA certificates in
+  # /run/bpfman/registry-ca (OpenSSL hashed names, SSL_CERT_DIR below): the
+  # DaemonSet bpfman-operator makes mounts the node's /run/bpfman and gives
+  # no other way to trust a private registry's CA.
   # Mount points a runtime would otherwise create.
   mkdir -p "$r/proc" "$r/sys" "$r/dev"
   check_libs "$r" /bpfman-rpc /bpfman /usr/local/lib/blixt/memlock_shim.so
@@ -341,6 +346,7 @@ build_bpfman() {
     --config.entrypoint /bpfman-rpc --config.entrypoint=--timeout=0 \
     --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --config.env LD_PRELOAD=/usr/local/lib/blixt/memlock_shim.so \
+    --config.env SSL_CERT_DIR=/etc/ssl/certs:/run/bpfman/registry-ca \
     --config.workingdir / \
     --config.user 0:0 \
     --config.label "org.opencontainers.image.version=$BPFMAN_VERSION"

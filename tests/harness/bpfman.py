@@ -101,11 +101,14 @@ class BpfmanServer:
         left by an earlier run that died belong to namespaces that are gone,
         and bpfman would order new TCX links after them in a namespace that
         reuses the old one's inode, which the kernel refuses. This server
-        owns the machine's bpfman state while it runs, so unload them."""
+        owns the machine's bpfman state while it runs, so unload them, and
+        those bpfman-operator loaded for a ClusterBpfApplication named blixt
+        (tests/cluster_operator, tests/e2e/test_operator_mode.py)."""
         gone = []
         with self.client() as c:
             for p in c.list():
-                if any(k.startswith("blixt.io/") for k in p.metadata):
+                if any(k.startswith("blixt.io/") for k in p.metadata) or \
+                        p.metadata.get("bpfman.io/ProgramName") == "blixt":
                     c.unload(p.id)
                     gone.append(p.id)
         return gone

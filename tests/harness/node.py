@@ -73,10 +73,11 @@ BLIXT_WORKLOADS = (("bpfman", "daemonset/bpfman"), ("blixt-system", "daemonset/b
                    ("blixt-system", "deployment/blixt-controller"))
 
 
-def not_rolled_out(kubectl, timeout: str = "180s") -> str | None:
-    """Wait for each of BLIXT_WORKLOADS to roll out; the first that does not,
-    and why, or None. kubectl: a callable taking kubectl's arguments and check=."""
-    for ns, what in BLIXT_WORKLOADS:
+def not_rolled_out(kubectl, timeout: str = "180s", workloads=BLIXT_WORKLOADS) -> str | None:
+    """Wait for each of workloads ((namespace, kind/name)...) to roll out; the
+    first that does not, and why, or None. kubectl: a callable taking
+    kubectl's arguments and check=."""
+    for ns, what in workloads:
         res = kubectl("-n", ns, "rollout", "status", what, f"--timeout={timeout}", check=False)
         if res.returncode != 0:
             return f"{ns}/{what} is not rolled out: {res.stderr.strip() or res.stdout.strip()}"
@@ -242,22 +243,24 @@ def _starttime(pid: int) -> str | None:
 class Deployed:
     """A cluster with blixt applied from an overlay (kubectl apply -k), all rolled out."""
 
-    def __init__(self, cluster: "NodeCluster", overlay: pathlib.Path):
+    def __init__(self, cluster: "NodeCluster", overlay: pathlib.Path, workloads=BLIXT_WORKLOADS):
         self.cluster = cluster
+        self.workloads = workloads
         cluster.kubectl("apply", "-k", overlay)
         self.rollout()
 
     def rollout(self, timeout: str = "180s") -> None:
-        problem = not_rolled_out(self.cluster.kubectl, timeout)
+        problem = not_rolled_out(self.cluster.kubectl, timeout, self.workloads)
         if problem:
             raise AssertionError(f"{problem}\n{self.describe()}")
 
     def describe(self) -> str:
         pods = self.cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
         logs = ""
-        for ns, ds in (("bpfman", "ds/bpfman"), ("blixt-system", "ds/blixt-agent")):
-            logs += f"--- {ns}/{ds}\n" + self.cluster.kubectl("-n", ns, "logs", ds, "--all-containers",
-                                                            "--tail=30", check=False).stdout
+        for ns, ds in self.workloads:
+            if ds.startswith("daemonset/"):
+                logs += f"--- {ns}/{ds}\n" + self.cluster.kubectl("-n", ns, "logs", ds, "--all-containers",
+                                                                "--tail=30", check=False).stdout
         return pods + logs
 
 
@@ -636,6 +639,20 @@ def teardown(workdir: pathlib.Path = DEFAULT_WORKDIR) -> list[str]:
             server.stop()
         except Exception as e:  # noqa: BLE001 - report, do not stop the teardown
             problems.append(f"blixt programs may be left loaded in bpfman (/run/bpfman): {e}")
+    # What bpfman-operator's DaemonSet needed of the host (harness.bpfman_operator):
+    # the CRI socket's symlink, and the host paths kubelet made for its mounts.
+    for path in d.get("host_paths_made", []):
+        if os.path.islink(path):
+            os.unlink(path)
+    for path in d.get("trees_made", []):
+        shutil.rmtree(path, ignore_errors=True)
+    for path, existed in sorted(d.get("operator_host_paths_before", {}).items(), key=lambda i: -len(i[0])):
+        if existed or _mounts_under(pathlib.Path(path)):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)  # made by kubelet for the mount, filled by the pod
+        if os.path.lexists(path):
+            problems.append(f"{path} (made for bpfman-operator's DaemonSet) left")
     # bpfman's bpffs and host directories, where the cluster's bpfman made them.
     if d.get("bpffs_before") is False:
         for mp in sorted(_mounts_under(BPFMAN_FS), key=len, reverse=True):

@@ -23,6 +23,7 @@ import yaml
 from harness.proc import wait_for
 from harness import paths
 from harness.proc import free_port
+from blixt.bpfman import client as bpfman_client
 from blixt.cli import build_parser
 from blixt.dataplane import layout
 from blixt.dataplane.marks import MarkConfig
@@ -536,7 +537,10 @@ def test_operator_overlay_loads_blixt_tcx_and_the_agent_uses_its_maps(render):
     _check_metrics_and_probes(c, agent.metrics_bind)
     # What the bpfman overlay's agent would load, where it would attach it.
     cm = config_map(base, "blixt-agent-config")
-    assert spec["byteCode"] == {"image": {"url": cm["data"]["BLIXT_BYTECODE_IMAGE"], "imagePullPolicy": "IfNotPresent"}}
+    # Pulled as the bpfman overlay's agent pulls it (Kubernetes' rule: Always for a moving :latest).
+    url = cm["data"]["BLIXT_BYTECODE_IMAGE"]
+    policy = "Always" if bpfman_client.default_pull_policy(url) == bpfman_client.PULL_ALWAYS else "IfNotPresent"
+    assert spec["byteCode"] == {"image": {"url": url, "imagePullPolicy": policy}}
     (program,) = spec["programs"]
     assert program["name"] == "blixt_tcx" and program["type"] == "TCX"
     assert set(program) == {"name", "type", "tcx"}
