@@ -9,17 +9,20 @@ delete the pod), and a replaced pod works again."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
 
-from harness import samples
+from harness import bpfman_operator, node, samples
 from harness.proc import wait_for
 
 AGENT = "system:serviceaccount:blixt-system:blixt-agent"
 AGENT_LABEL = "app.kubernetes.io/name=blixt-agent"
 APP = "blixt"
+PROGRAMS: set[int] = set()  # every program id the operator loaded, for the teardown check
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,7 @@ def attached_program(k) -> int | None:
     links = (prog.get("tcx") or {}).get("links") or []
     if status.get("appLoadStatus") == "LoadSuccess" and links and \
             all(link.get("linkStatus") == "Attached" for link in links):
+        PROGRAMS.add(prog["programId"])
         return prog["programId"]
     return None
 
@@ -141,3 +145,17 @@ def test_a_recreated_application_is_detected_and_a_new_pod_recovers(operator_dep
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def test_teardown_leaves_nothing_of_the_operator(operator_deployed):
+    cluster = operator_deployed.cluster
+    before = cluster.state.data["operator_host_paths_before"]
+    assert PROGRAMS, "no program id was seen"
+    assert node.teardown(cluster.workdir) == []
+    assert not os.path.lexists(bpfman_operator.CRI_SOCKET)
+    assert not bpfman_operator.REGISTRY_CA_DIR.exists()
+    assert [p for p, existed in before.items() if not existed and os.path.lexists(p)] == []
+    # The programs bpfman loaded for the ClusterBpfApplication are unloaded.
+    for prog in PROGRAMS:
+        res = subprocess.run(["bpftool", "prog", "show", "id", str(prog)], capture_output=True, text=True)
+        assert res.returncode != 0, res.stdout
