@@ -183,6 +183,7 @@ class Agent:
             metrics.DATAPLANE_APPLIES.labels("error").inc()
             raise
         metrics.DATAPLANE_APPLIES.labels("ok").inc()
+        metrics.DATAPLANE_SYNC.observe(time.monotonic() - started)
         for seconds in self.latency.programmed(snapshot.endpoint_slices, time.time()):
             metrics.NETWORK_PROGRAMMING.observe(seconds)
         self._report_unfit(snapshot, result.unfit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 
 from harness import paths
 
@@ -40,4 +41,9 @@ def test_samples_apply_and_carry_traffic(blixt):
     gwc = blixt.get("gatewayclass", None, "blixt")
     assert {c["type"]: c["status"] for c in gwc["status"]["conditions"]}["Accepted"] == "True"
     # The agent says what it did, and /metrics counts it.
-    assert "blixt_dataplane_applies_total" in blixt.metrics(blixt.agent_port)
+    text = blixt.metrics(blixt.agent_port)
+    assert "blixt_dataplane_applies_total" in text
+    # Each pass that programmed the dataplane is timed (one at least: the first full sync).
+    (count,) = re.findall(r"^blixt_dataplane_sync_duration_seconds_count (\S+)$", text, re.M)
+    (total,) = re.findall(r"^blixt_dataplane_sync_duration_seconds_sum (\S+)$", text, re.M)
+    assert float(count) >= 1 and 0 < float(total) < 60 * float(count)

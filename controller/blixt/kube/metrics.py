@@ -47,6 +47,12 @@ DATAPLANE_UNFIT = Gauge(
     "blixt_dataplane_unfit_objects",
     "Gateways and Services, by kind, left out of this node's dataplane because the maps have no room.",
     ["kind"], registry=REGISTRY)
+DATAPLANE_SYNC = Histogram(
+    "blixt_dataplane_sync_duration_seconds",
+    "How long one agent pass took, from reading the cache to maps and nft written "
+    "(kube-proxy's sync_proxy_rules_duration_seconds); passes that programmed nothing "
+    "(cache not synced, program not usable) are not counted.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=REGISTRY)
 NETWORK_PROGRAMMING = Histogram(
     "blixt_network_programming_duration_seconds",
     "From an EndpointSlice's last-change-trigger-time to the end of the pass that programmed it "
