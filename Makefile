@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios soak bench bench-dataplane bench-convergence clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios soak bench bench-dataplane bench-convergence bench-proxies clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -67,7 +67,7 @@ $(BUILD)/memlock_shim.so: tests/harness/memlock_shim.c
 # tests/cluster_proxy (without kube-proxy) and tests/cluster_operator (bpfman
 # run by bpfman-operator) each make a cluster of their own.
 CLUSTER_TIERS := tests/cluster_deps tests/images tests/cluster_node tests/cluster
-test: deps bytecode ## run every test tier against the real components, then the cluster tiers (root)
+test: deps bytecode $(BUILD)/rrbench ## run every test tier against the real components, then the cluster tiers (root)
 	@rc=0; $(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest $(CLUSTER_TIERS) $(PYTEST_ARGS) || rc=$$?; \
 	BLIXT_CLUSTER=1 $(VPY) -m pytest tests/cluster_proxy $(PYTEST_ARGS) || rc=$$?; \
@@ -97,11 +97,14 @@ conformance-scenarios: deps ## blixt's own L4 scenarios (tests/conformance, no k
 soak: deps bytecode ## the reliability tier's long runs (tests/reliability with BLIXT_SOAK=1: 2,000,000 fuzzed frames, a 60 s apiserver outage, 10 kills of a 10,000-frontend apply, ...) (root)
 	BLIXT_SOAK=1 $(VPY) -m pytest tests/reliability $(PYTEST_ARGS)
 
-bench: bench-dataplane bench-convergence ## every benchmark
+bench: bench-dataplane bench-convergence bench-proxies ## every benchmark
 	$(VPY) tests/bench/translate_bench.py
 
 bench-convergence: deps bytecode ## p50/p90/p99 from an API change to traffic on the new backend (root)
 	$(VPY) tests/bench/convergence.py $(BENCH_ARGS)
+
+bench-proxies: deps bytecode $(BUILD)/rrbench ## blixt vs kube-proxy (nftables, iptables): programming, RSS, CRR at 10/10k/100k frontends, RR/UDP_RR/STREAM, convergence; tables + plots into tests/bench/README.md (root)
+	$(VPY) tests/bench/proxies.py $(BENCH_ARGS)
 
 bench-dataplane: deps bytecode $(BUILD)/rrbench ## TCP_RR/TCP_CRR vs direct veth and nft DNAT; 10k x 10 programming time (root)
 	$(VPY) tests/bench/dataplane.py $(BENCH_ARGS)

@@ -23,8 +23,10 @@ from .registry import Registry
 
 
 @contextlib.contextmanager
-def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None) -> Iterator[Node]:
-    """A Node whose controller and agent are not started yet."""
+def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None,
+                pod_net: str = "198.18") -> Iterator[Node]:
+    """A Node whose controller and agent are not started yet (pods in
+    {pod_net}.i.2, as harness.netns.Topology says)."""
     with contextlib.ExitStack() as stack:
         def later(fn):
             def quietly():
@@ -51,7 +53,7 @@ def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None)
         later(cluster.stop)
         say(f"    kubectl --kubeconfig={cluster.kubeconfig}")
         say("creating the node namespace and three pods with echo servers")
-        node = Node(work / "node", cluster, bpfman.socket, ref)
+        node = Node(work / "node", cluster, bpfman.socket, ref, pod_net=pod_net)
         node.workdir.mkdir(parents=True, exist_ok=True)
 
         def unload():  # the agent leaves its programs loaded on exit, by design

@@ -1,0 +1,524 @@
+"""`make bench-proxies`: blixt's Service proxy (`blixt agent --proxy-services`)
+side by side with real kube-proxy v1.35.4 in nftables and in iptables mode:
+one node namespace, one kube-apiserver, the same Services, one run, the
+proxies taking turns within each round (only one serves at a time; the
+namespace is wiped between turns, so each starts from empty).
+
+For each size (frontends = ClusterIP:port pairs, made as Services of up to
+100 ports each, every port with the same B backend addresses; a probe
+Service whose backend is a real pod serves the traffic):
+
+  programming  the first full sync with every object already in the API:
+               blixt's first `blixt_dataplane_sync_duration_seconds`,
+               kube-proxy's first `kubeproxy_sync_full_proxy_rules_duration_seconds`
+  ready        from starting the process to that sync done (includes
+               loading the program through bpfman, listing the API)
+  rss          the proxy process's VmRSS after it
+  crr          TCP_CRR (tests/bench/rrbench.c) from the client namespace
+               to the probe Service's ClusterIP; `direct` is the pod's own
+               address, measured in the same round
+  change       (the --change-size only) one endpoint of one Service
+               replaced, --changes times: the sync it caused (blixt: its
+               pass; kube-proxy: its partial sync)
+
+At the smallest size, also: TCP_RR, UDP_RR, TCP_STREAM through each proxy
+and direct, and convergence: an EndpointSlice moving a Service to another
+pod, from the API write returning to the first connection answered by the
+new pod.
+
+Writes build/bench/proxies.json, PNG plots in tests/bench/plots/ and the
+section of tests/bench/README.md between its `proxies` markers (--no-readme:
+leave the README alone, as `make test`'s tiny run does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from harness import paths  # noqa: E402
+from harness.kube_proxy import KubeProxy  # noqa: E402
+from harness.stack import local_stack  # noqa: E402
+
+from blixt.bpfman.client import BpfmanClient  # noqa: E402
+
+RRBENCH = paths.BUILD / "rrbench"
+NS = "bench"
+POD_NET = "10.244"  # pods 10.244.{1,2,3}.2
+CLUSTER_CIDR = "10.244.0.0/16"
+NODE_IP = "198.18.0.1"
+PROBE_PORT = 7000
+ECHO_PORT = 8080
+PORTS_PER_SERVICE = 100
+PROXIES = ("blixt", "kube-proxy-nft", "kube-proxy-iptables")
+README = HERE / "README.md"
+PLOTS = HERE / "plots"
+BEGIN, END = "<!-- proxies:begin -->", "<!-- proxies:end -->"
+
+PROBE = """
+import socket, sys, time
+addr, port, want, deadline = sys.argv[1], int(sys.argv[2]), sys.argv[3], time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        s = socket.create_connection((addr, port), timeout=0.2)
+        s.sendall(b"bye\\n")
+        data = s.makefile().read()
+        s.close()
+        if data.split()[0] == want:
+            print(time.time()); sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.001)
+sys.exit(1)
+"""
+
+
+def backend_address(k: int) -> str:
+    """The k-th made-up backend: 10.200.0.0 onwards (outside the pod and Service CIDRs)."""
+    return f"10.{200 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}"
+
+
+def services_for(frontends: int, backends: int) -> list[tuple[dict, dict]]:
+    """(Service, EndpointSlice) pairs giving `frontends` ClusterIP:port
+    frontends of `backends` backends each. Pure."""
+    out = []
+    n = math.ceil(frontends / PORTS_PER_SERVICE)
+    for i in range(n):
+        count = min(PORTS_PER_SERVICE, frontends - i * PORTS_PER_SERVICE)
+        name = f"s{i}"
+        ports = [{"name": f"p{j}", "protocol": "TCP", "port": 1000 + j, "targetPort": ECHO_PORT} for j in range(count)]
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+               "spec": {"ports": ports}}
+        out.append((svc, endpoint_slice(name, [backend_address(i * backends + b) for b in range(backends)],
+                                        [(p["name"], "TCP", ECHO_PORT) for p in ports])))
+    return out
+
+
+def endpoint_slice(service: str, addresses: list[str], ports: list[tuple[str, str, int]]) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-bench", "namespace": NS,
+                         "labels": {"kubernetes.io/service-name": service,
+                                    "endpointslice.kubernetes.io/managed-by": "blixt-bench"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [a], "conditions": {"ready": True}, "nodeName": "bench-node"}
+                          for a in addresses],
+            "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports]}
+
+
+class Objects:
+    """The bench namespace's Services and EndpointSlices, written through the API."""
+
+    def __init__(self, node):
+        from kubernetes import client
+        self.node = node
+        self.client = client
+        self.api = node.cluster.api_client()
+        self.core = client.CoreV1Api(self.api)
+        self.disc = client.DiscoveryV1Api(self.api)
+        node.cluster.kubectl("create", "namespace", NS, check=False)  # there already on a second run
+
+    def create(self, pairs: list[tuple[dict, dict]]) -> None:
+        def one(pair):
+            svc, eps = pair
+            self.core.create_namespaced_service(NS, svc)
+            self.disc.create_namespaced_endpoint_slice(NS, eps)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, pairs))
+
+    def cluster_ip(self, name: str) -> str:
+        return self.core.read_namespaced_service(name, NS).spec.cluster_ip
+
+    def write_slice(self, body: dict) -> None:
+        self.disc.replace_namespaced_endpoint_slice(body["metadata"]["name"], NS, body)
+
+    def clear(self) -> None:
+        for kind in ("services", "endpointslices"):
+            self.node.cluster.kubectl("delete", kind, "--all", "-n", NS, "--wait=true", "--timeout=600s")
+
+
+def scrape(text: str, name: str) -> tuple[float, float]:
+    """(count, sum) of histogram `name` in a /metrics text (summed over labels)."""
+    count = sum(float(v) for v in re.findall(rf"^{name}_count(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    total = sum(float(v) for v in re.findall(rf"^{name}_sum(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    return count, total
+
+
+def rss_mib(pid: int) -> float:
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024
+
+
+class Proxy:
+    """One of PROXIES serving the node namespace, started from empty."""
+
+    def __init__(self, kind: str, node, workdir: pathlib.Path):
+        self.kind, self.node = kind, node
+        self.kp: KubeProxy | None = None
+        start = time.monotonic()
+        if kind == "blixt":
+            node.start_agent_with(f"--bpfman-socket={node.bpfman_socket}",
+                                  f"--bytecode-image={node.bytecode_image}", "--interface=eth-client",
+                                  f"--attach-mode={node.mode}", "--proxy-services",
+                                  f"--cluster-cidr={CLUSTER_CIDR}", f"--node-ip={NODE_IP}", "--pod-interfaces=eth-pod",
+                                  wait=False)
+            self.pid = node.agent.popen.pid
+            self.metric = "blixt_dataplane_sync_duration_seconds"
+        else:
+            mode = "nftables" if kind == "kube-proxy-nft" else "iptables"
+            self.kp = KubeProxy(workdir / kind, node.cluster, node.topo.node.netns, node.name, NODE_IP,
+                                CLUSTER_CIDR, f"{NODE_IP}/32", mode=mode)
+            self.pid = self.kp.proc.popen.pid
+            self.metric = "kubeproxy_sync_full_proxy_rules_duration_seconds"
+        deadline = time.monotonic() + 900
+        while True:
+            count, total = scrape(self.metrics(), self.metric)
+            if count >= 1:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kind}: no sync within 900 s")
+            time.sleep(0.05)
+        self.ready = time.monotonic() - start
+        # The first sync's own duration; should a second have landed between
+        # two scrapes (50 ms apart), their mean.
+        self.programming = total / count
+
+    def metrics(self) -> str:
+        if self.kind == "blixt":
+            try:
+                return self.node.metrics(self.node.agent_port)
+            except OSError:
+                return ""
+        res = subprocess.run(["ip", "netns", "exec", self.node.topo.node.netns, "curl", "-s",
+                              "http://127.0.0.1:10249/metrics"], capture_output=True, text=True)
+        return res.stdout
+
+    def change_metric(self) -> str:
+        return ("blixt_dataplane_sync_duration_seconds" if self.kind == "blixt"
+                else "kubeproxy_sync_partial_proxy_rules_duration_seconds")
+
+    def rss(self) -> float:
+        return rss_mib(self.pid)
+
+    def stop(self) -> None:
+        if self.kind == "blixt":
+            self.node.stop_agent()
+            with BpfmanClient(str(self.node.bpfman_socket)) as c:  # the agent leaves its program loaded, by design
+                for p in c.list(match_metadata={"blixt.io/node": self.node.name}):
+                    c.unload(p.id)
+        else:
+            self.kp.close()
+        # Whatever either left: tables, chains, conntrack entries.
+        self.node.topo.node.exec("nft", "flush", "ruleset")
+        self.node.topo.node.exec("conntrack", "-F", check=False)
+
+
+def rate(node, mode: str, addr: str, port: int, seconds: float) -> float:
+    out = node.topo.client.exec(str(RRBENCH), mode, addr, str(port), str(seconds), timeout=seconds + 60).stdout
+    return float(dict(kv.split("=") for kv in out.split())["rate"])
+
+
+def converge(node, objects: Objects, addr: str, target: int) -> float:
+    probe = node.topo.client.popen(sys.executable, "-c", PROBE, addr, "80", f"pod{target}",
+                                   stdout=subprocess.PIPE, text=True)
+    time.sleep(0.05)  # polling before the change is written
+    objects.write_slice(endpoint_slice("moving", [node.topo.pods[target].address], [("http", "TCP", ECHO_PORT)]))
+    start = time.time()
+    out, _ = probe.communicate(timeout=60)
+    if probe.returncode != 0:
+        raise RuntimeError(f"traffic never reached pod{target}")
+    return max(0.0, float(out) - start)
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))] if xs else float("nan")
+
+
+def measure(node, args, workdir: pathlib.Path) -> dict:
+    """Every measurement on `node` (a harness.blixt.Node with pods in POD_NET
+    and no agent running); the results as report() reads them."""
+    results: dict = {"machine": {"cores": os.cpu_count(), "kernel": platform.release(),
+                                 "date": datetime.date.today().isoformat()},
+                     "rounds": args.rounds, "seconds": args.seconds, "sizes": {}, "small": {}}
+    node.topo.node.exec("ip", "route", "add", "default", "via", node.topo.client.address)
+    node.topo.client.exec("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
+    pod = node.topo.pods[0]
+    server = pod.popen(str(RRBENCH), "serve", str(PROBE_PORT), stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        objects = Objects(node)
+        for size in args.sizes:
+            backends = args.backends if size <= args.change_size else args.backends_large
+            print(f"== {size:,} frontends x {backends} backends", file=sys.stderr)
+            t0 = time.monotonic()
+            objects.create(services_for(size - 1, backends))
+            probe = ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "probe", "namespace": NS},
+                      "spec": {"ports": [{"name": "tcp", "protocol": "TCP", "port": PROBE_PORT},
+                                         {"name": "udp", "protocol": "UDP", "port": PROBE_PORT}]}},
+                     endpoint_slice("probe", [pod.address], [("tcp", "TCP", PROBE_PORT), ("udp", "UDP", PROBE_PORT)]))
+            small = size == min(args.sizes)
+            moving = ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "moving", "namespace": NS},
+                       "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": ECHO_PORT}]}},
+                      endpoint_slice("moving", [pod.address], [("http", "TCP", ECHO_PORT)]))
+            objects.create([probe] + ([moving] if small else []))
+            print(f"   objects written in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            vip = objects.cluster_ip("probe")
+            row: dict = {"backends": backends, "direct_crr": [],
+                         **{k: {p: [] for p in PROXIES} for k in ("programming", "ready", "rss", "crr", "change")}}
+            for r in range(args.rounds):
+                order = PROXIES[r % len(PROXIES):] + PROXIES[:r % len(PROXIES)]
+                row["direct_crr"].append(rate(node, "crr", pod.address, PROBE_PORT, args.seconds))
+                for kind in order:
+                    proxy = Proxy(kind, node, workdir / f"{size}-{r}")
+                    try:
+                        row["programming"][kind].append(proxy.programming)
+                        row["ready"][kind].append(proxy.ready)
+                        row["rss"][kind].append(proxy.rss())
+                        row["crr"][kind].append(rate(node, "crr", vip, PROBE_PORT, args.seconds))
+                        if size == args.change_size:
+                            row["change"][kind] += changes(node, objects, proxy, args.changes, backends,
+                                                           min(PORTS_PER_SERVICE, size - 1))
+                        if small:
+                            small_round(node, objects, proxy, vip, pod.address, args, results["small"])
+                        print(f"   round {r + 1} {kind}: sync {proxy.programming:.3f} s, "
+                              f"ready {proxy.ready:.1f} s, rss {row['rss'][kind][-1]:.0f} MiB, "
+                              f"crr {row['crr'][kind][-1]:.0f}/s", file=sys.stderr)
+                    finally:
+                        proxy.stop()
+            results["sizes"][str(size)] = row
+            objects.clear()
+    finally:
+        server.kill()
+        server.wait()
+    return results
+
+
+def changes(node, objects: Objects, proxy: Proxy, n: int, backends: int, nports: int) -> list[float]:
+    """One endpoint of Service s0 (nports ports) replaced, n times; the sync each caused."""
+    out = []
+    ports = [(f"p{j}", "TCP", ECHO_PORT) for j in range(nports)]
+    name = proxy.change_metric()
+    for i in range(n):
+        before = scrape(proxy.metrics(), name)
+        addrs = [backend_address(b) for b in range(1, backends)] + [backend_address(1_000_000 + i)]
+        objects.write_slice(endpoint_slice("s0", addrs, ports))
+        deadline = time.monotonic() + 30
+        while (after := scrape(proxy.metrics(), name))[0] == before[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proxy.kind}: no sync after an endpoint change")
+            time.sleep(0.01)
+        out.append((after[1] - before[1]) / (after[0] - before[0]))
+        time.sleep(0.2 if proxy.kind == "blixt" else 1.1)  # kube-proxy's --min-sync-period is 1 s
+    return out
+
+
+def small_round(node, objects: Objects, proxy: Proxy, vip: str, pod_addr: str, args, small: dict) -> None:
+    """RR, UDP_RR, STREAM through the proxy and direct; convergence of the moving Service."""
+    for mode in ("rr", "urr", "stream"):
+        small.setdefault(mode, {}).setdefault(proxy.kind, []).append(
+            rate(node, mode, vip, PROBE_PORT, args.seconds))
+        small[mode].setdefault("direct", []).append(rate(node, mode, pod_addr, PROBE_PORT, args.seconds))
+    addr = objects.cluster_ip("moving")
+    conv = small.setdefault("convergence", {}).setdefault(proxy.kind, [])
+    current = 0
+    # Where the Service points now: traffic there first.
+    objects.write_slice(endpoint_slice("moving", [node.topo.pods[0].address], [("http", "TCP", ECHO_PORT)]))
+    converge(node, objects, addr, 0)
+    for _ in range(args.convergence):
+        current = (current + 1) % len(node.topo.pods)
+        conv.append(converge(node, objects, addr, current))
+
+
+# -- report ------------------------------------------------------------------
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def verdict(ok: bool, why: str = "") -> str:
+    return "met" if ok else f"not met{': ' + why if why else ''}"
+
+
+def report(res: dict, args) -> str:
+    m = res["machine"]
+    lines = [f"One run on {m['date']}: {m['cores']} cores, kernel {m['kernel']}; medians of "
+             f"{res['rounds']} rounds (proxies interleaved, each from empty), {res['seconds']:g} s per "
+             f"traffic measurement. kube-proxy v1.35.4 (nftables, iptables) and blixt serve the same "
+             f"Services in turn; Services have up to {PORTS_PER_SERVICE} ports, each port a frontend.", ""]
+    sizes = sorted(res["sizes"], key=int)
+    lines += ["| frontends x backends | | blixt | kube-proxy nftables | kube-proxy iptables | direct |",
+              "|---|---|---|---|---|---|"]
+    for s in sizes:
+        row = res["sizes"][s]
+        label = f"{int(s):,} x {row['backends']}"
+        for key, unit, fmt in (("programming", "first full sync (s)", "{:.3f}"), ("ready", "start to synced (s)", "{:.1f}"),
+                               ("rss", "RSS (MiB)", "{:.0f}"), ("crr", "TCP_CRR (/s)", "{:.0f}")):
+            cells = [fmt.format(median(row[key][p])) for p in PROXIES]
+            direct = f"{median(row['direct_crr']):.0f}" if key == "crr" else ""
+            lines.append(f"| {label} | {unit} | {' | '.join(cells)} | {direct} |")
+            label = ""
+    lines.append("")
+    targets = targets_table(res, args)
+    return "\n".join(lines + targets)
+
+
+def targets_table(res: dict, args) -> list[str]:
+    out = ["| target | measured | verdict |", "|---|---|---|"]
+    sizes = sorted(res["sizes"], key=int)
+    big = res["sizes"].get(str(args.change_size))
+    if big:
+        b, n = median(big["programming"]["blixt"]), median(big["programming"]["kube-proxy-nft"])
+        out.append(f"| programming {args.change_size:,} x {big['backends']} from empty <= 0.5 s and <= 0.5x "
+                   f"kube-proxy nftables | blixt {b:.3f} s, kube-proxy nftables {n:.3f} s ({ratio(b, n)}) | "
+                   f"{verdict(b <= 0.5 and b <= 0.5 * n)} |")
+        ch = big["change"]
+        if ch["blixt"]:
+            p99 = quantile(ch["blixt"], 0.99)
+            out.append(f"| one endpoint change at {args.change_size:,} frontends <= 10 ms p99 | blixt p99 "
+                       f"{p99 * 1000:.1f} ms (kube-proxy nftables partial sync p99 "
+                       f"{quantile(ch['kube-proxy-nft'], 0.99) * 1000:.1f} ms, iptables "
+                       f"{quantile(ch['kube-proxy-iptables'], 0.99) * 1000:.1f} ms) | {verdict(p99 <= 0.010)} |")
+        rss_b, rss_k = median(big["rss"]["blixt"]), median(big["rss"]["kube-proxy-nft"])
+        out.append(f"| agent RSS at {args.change_size:,} frontends <= 300 MB and <= kube-proxy | blixt "
+                   f"{rss_b:.0f} MiB, kube-proxy nftables {rss_k:.0f} MiB, iptables "
+                   f"{median(big['rss']['kube-proxy-iptables']):.0f} MiB | {verdict(rss_b <= 300 and rss_b <= rss_k)} |")
+    for s in sizes:
+        row = res["sizes"][s]
+        b, n = median(row["crr"]["blixt"]), median(row["crr"]["kube-proxy-nft"])
+        out.append(f"| TCP_CRR at {int(s):,} frontends >= 1.0x kube-proxy nftables | {b:.0f} vs {n:.0f}/s "
+                   f"({ratio(b, n)}) | {verdict(b >= n)} |")
+    if len(sizes) > 1:
+        lo, hi = median(res["sizes"][sizes[0]]["crr"]["blixt"]), median(res["sizes"][sizes[-1]]["crr"]["blixt"])
+        out.append(f"| TCP_CRR flat: {int(sizes[-1]):,} >= 0.9x {int(sizes[0]):,} frontends | "
+                   f"{hi:.0f} vs {lo:.0f}/s ({ratio(hi, lo)}) | {verdict(hi >= 0.9 * lo)} |")
+    small = res["small"]
+    for mode, name in (("rr", "TCP_RR"), ("urr", "UDP_RR"), ("stream", "TCP_STREAM")):
+        if mode in small:
+            b, d = median(small[mode]["blixt"]), median(small[mode]["direct"])
+            unit = "MB/s" if mode == "stream" else "/s"
+            scale = 1e6 if mode == "stream" else 1
+            out.append(f"| {name} >= 0.95x direct | {b / scale:.0f} vs {d / scale:.0f} {unit} ({ratio(b, d)}); "
+                       f"kube-proxy nftables {median(small[mode]['kube-proxy-nft']) / scale:.0f} | "
+                       f"{verdict(b >= 0.95 * d)} |")
+    if "convergence" in small:
+        c = small["convergence"]
+        p99 = quantile(c["blixt"], 0.99)
+        out.append(f"| EndpointSlice write -> traffic on the new pod, p99 <= 100 ms | blixt p50 "
+                   f"{median(c['blixt']) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; kube-proxy nftables p99 "
+                   f"{quantile(c['kube-proxy-nft'], 0.99) * 1000:.0f} ms, iptables "
+                   f"{quantile(c['kube-proxy-iptables'], 0.99) * 1000:.0f} ms | {verdict(p99 <= 0.100)} |")
+    return out
+
+
+def plots(res: dict, where: pathlib.Path = PLOTS) -> list[str]:
+    """PNGs in `where`; their names."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    where.mkdir(parents=True, exist_ok=True)
+    sizes = sorted(res["sizes"], key=int)
+    xs = [int(s) for s in sizes]
+    made = []
+    labels = {"blixt": "blixt", "kube-proxy-nft": "kube-proxy nftables", "kube-proxy-iptables": "kube-proxy iptables"}
+    for key, ylabel, name in (("crr", "TCP_CRR transactions/s (median)", "crr.png"),
+                              ("programming", "first full sync, s (median)", "programming.png")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for p in PROXIES:
+            ax.plot(xs, [median(res["sizes"][s][key][p]) for s in sizes], marker="o", label=labels[p])
+        if key == "crr":
+            ax.plot(xs, [median(res["sizes"][s]["direct_crr"]) for s in sizes], marker="o", linestyle="--",
+                    label="direct (no proxy)")
+            ax.set_ylim(bottom=0)
+        else:
+            ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_xlabel("frontends (ClusterIP:port)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(where / name, dpi=100)
+        plt.close(fig)
+        made.append(name)
+    conv = res["small"].get("convergence")
+    if conv:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for p in PROXIES:
+            xs_ = sorted(v * 1000 for v in conv[p])
+            ax.step(xs_, [(i + 1) / len(xs_) for i in range(len(xs_))], where="post", label=labels[p])
+        ax.set_xlabel("EndpointSlice write -> first connection on the new pod (ms)")
+        ax.set_ylabel("fraction of changes")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(where / "convergence.png", dpi=100)
+        plt.close(fig)
+        made.append("convergence.png")
+    return made
+
+
+def write_readme(text: str, made: list[str]) -> None:
+    body = README.read_text()
+    section = f"{BEGIN}\n{text}\n\n" + "".join(f"![{m}](plots/{m})\n" for m in made) + END
+    if BEGIN in body:
+        body = body[:body.index(BEGIN)] + section + body[body.index(END) + len(END):]
+    else:
+        body = body.rstrip() + "\n\n## blixt and kube-proxy (`make bench-proxies`)\n\n" + section + "\n"
+    README.write_text(body)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 10_000, 100_000],
+                        help="frontend counts, comma-separated (default 10,10000,100000)")
+    parser.add_argument("--backends", type=int, default=10, help="backends per frontend up to --change-size")
+    parser.add_argument("--backends-large", type=int, default=2,
+                        help="backends per frontend above --change-size (the slot map holds 512k)")
+    parser.add_argument("--change-size", type=int, default=10_000,
+                        help="the size at which single endpoint changes are timed")
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--convergence", type=int, default=20, help="Service moves per proxy and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=pathlib.Path, default=paths.BUILD / "bench" / "proxies.json")
+    parser.add_argument("--no-readme", action="store_true", help="write the JSON only: no plots, no README")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
+    paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
+    with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
+            local_stack(pathlib.Path(tmp), pod_net=POD_NET) as node:
+        res = measure(node, args, pathlib.Path(tmp))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
+    text = report(res, args)
+    print(text)
+    if not args.no_readme:
+        write_readme(text, plots(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""`make bench-proxies` in miniature: the benchmark that puts blixt beside
+real kube-proxy (nftables and iptables) still runs end to end, and its
+report and plots come out of what it measured. Not a performance test: the
+figures of a run this small say nothing; tests/bench/README.md holds a real
+run."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+from harness import paths
+from harness.blixt import Node
+
+sys.path.insert(0, str(paths.REPO / "tests" / "bench"))
+import proxies  # noqa: E402
+
+pytestmark = [pytest.mark.kube, pytest.mark.bpfman, pytest.mark.netns]
+
+
+@pytest.fixture
+def node(kube, bpfman_server, bytecode_image, workdir):
+    paths.require_file(proxies.RRBENCH, "rrbench (make build/rrbench)")
+    paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
+    n = Node(workdir / "bench-proxies", kube, bpfman_server.socket, bytecode_image, name="bench-node",
+             pod_net=proxies.POD_NET)
+    n.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield n
+    finally:
+        n.close()
+        # What a failed run left: the other tiers' agents serve every Service.
+        kube.kubectl("delete", "services,endpointslices", "--all", "-n", proxies.NS, check=False)
+        with bpfman_server.client() as c:
+            for p in c.list(match_metadata={"blixt.io/node": n.name}):
+                c.unload(p.id)
+
+
+def test_the_benchmark_runs_and_reports_what_it_measured(node, tmp_path):
+    args = proxies.parser().parse_args(["--sizes", "10,150", "--change-size", "150", "--rounds", "1",
+                                        "--seconds", "0.5", "--changes", "2", "--convergence", "2"])
+    res = proxies.measure(node, args, tmp_path)
+    for size in ("10", "150"):
+        row = res["sizes"][size]
+        for key in ("programming", "ready", "rss", "crr"):
+            for proxy in proxies.PROXIES:
+                (value,) = row[key][proxy]
+                assert value > 0 and math.isfinite(value), (size, key, proxy, value)
+        assert row["direct_crr"][0] > 0
+    for proxy in proxies.PROXIES:
+        assert len(res["sizes"]["150"]["change"][proxy]) == 2
+        assert len(res["small"]["convergence"][proxy]) == 2
+    for mode in ("rr", "urr", "stream"):
+        assert set(res["small"][mode]) == {*proxies.PROXIES, "direct"}
+    text = proxies.report(res, args)
+    for row in ("programming 150 x 10", "one endpoint change", "agent RSS", "TCP_CRR at 10 frontends",
+                "TCP_CRR flat", "TCP_RR", "UDP_RR", "TCP_STREAM", "EndpointSlice write"):
+        assert row in text, row
+    made = proxies.plots(res, tmp_path / "plots")
+    assert sorted(made) == ["convergence.png", "crr.png", "programming.png"]
+    for name in made:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
