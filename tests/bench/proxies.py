@@ -488,8 +488,8 @@ def write_readme(text: str, made: list[str]) -> None:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 10_000, 100_000],
-                        help="frontend counts, comma-separated (default 10,10000,100000)")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 10_000, 30_000],
+                        help="frontend counts, comma-separated (default 10,10000,30000: 100,000 exceed the services map's usable half, 32,768)")
     parser.add_argument("--backends", type=int, default=10, help="backends per frontend up to --change-size")
     parser.add_argument("--backends-large", type=int, default=2,
                         help="backends per frontend above --change-size (the slot map holds 512k)")
