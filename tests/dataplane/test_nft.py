@@ -322,3 +322,31 @@ def test_one_hundred_thousand_backends_in_one_transaction(netns, capsys):
     assert t.backends() == _endpoints(churn)
     with capsys.disabled():
         print(f"\n100,000 backends: fill {fill:.2f}s; churn of 75,000 over 100,000 {redo:.2f}s")
+
+
+def test_the_output_path_of_many_frontends_has_no_chain_or_anonymous_map_per_frontend(netns):
+    """The kernel names each anonymous map of a table by scanning the table's
+    sets, so a map (and chain) per frontend made a table of 10,000 frontends
+    take 105 s to write (tests/bench/README.md). Plain frontends share one
+    chain per protocol, slot count and masquerade; their slots are elements."""
+    from blixt.dataplane.plan import Output
+    topo = netns(pods=0)
+    t = NatTable(topo.node.netns, MARKS)
+    n = 2000
+    outputs = {}
+    for i in range(1, n + 1):
+        slots = tuple((IPv4Address(f"10.200.{i >> 8 & 255}.{i & 255}") + k, 8080) for k in range(1 + i % 3))
+        outputs[i] = Output(key=(int(IPv4Address("10.96.0.0")) + i, 6 if i % 2 else 17, 80), slots=slots,
+                            backend_ids=tuple(range(len(slots))), masquerade=bool(i % 5 == 0))
+    t.rebuild(NftView(outputs=outputs))
+    listing = json.loads(topo.node.exec("nft", "-j", "list", "table", "ip", "blixt").stdout)["nftables"]
+    chains = [o["chain"]["name"] for o in listing if "chain" in o]
+    out_chains = sorted(c for c in chains if c.startswith("out_") and c not in ("out_guard",))
+    # tcp/udp x 3 slot counts x masquerade or not, at most.
+    assert len(out_chains) <= 12, out_chains
+    # Inline (anonymous) maps show in the listing's rules as `map { ... }`.
+    text = topo.node.exec("nft", "list", "table", "ip", "blixt").stdout
+    assert not re.search(r"map \{", text), re.search(r".*map \{.*", text).group(0)[:200]
+    slots = topo.node.exec("nft", "-j", "list", "map", "ip", "blixt", "out_slots_tcp").stdout
+    assert len(json.loads(slots)["nftables"][1]["map"]["elem"]) == sum(
+        len(o.slots) for o in outputs.values() if o.key[1] == 6)

@@ -76,12 +76,21 @@ MAP_TYPE = "type mark : ipv4_addr . inet_service"
 # from one are dropped.
 ENDPOINTS = "endpoints"
 ENDPOINTS_TYPE = f"type {_ADDR} . inet_service"
-# The output path's verdict maps: exact frontends and NodePorts on node addresses.
+# The output path's verdict maps: exact frontends and NodePorts on node
+# addresses; and its slot maps, per protocol: (frontend, slot) -> endpoint,
+# which one rule per slot count indexes with `numgen random mod N` (the `mod`
+# in `typeof` only types the key: any N fits). Per protocol because nft
+# 1.0.6 cannot add a rule naming a map it reads back from the kernel whose
+# `typeof` has `meta l4proto . th dport` ("conflicting protocols").
 OUT_MAPS = {
     "out_services": f"type {_ADDR} . inet_proto . inet_service : verdict",
     "out_node_ports": "type inet_proto . inet_service : verdict",
     "out_empty": f"type {_ADDR} . inet_proto . inet_service : verdict",
     "out_empty_node": "type inet_proto . inet_service : verdict",
+    **{f"out_slots_{p}": f"typeof ip daddr . {p} dport . numgen random mod 2 : ip daddr . {p} dport"
+       for p in ("tcp", "udp")},
+    **{f"out_node_slots_{p}": f"typeof {p} dport . numgen random mod 2 : ip daddr . {p} dport"
+       for p in ("tcp", "udp")},
 }
 
 
@@ -261,24 +270,39 @@ class NatTable:
     def _output_lines(self, old: dict[int, Output], new: dict[int, Output], gone: dict[int, Output]) -> list[str]:
         """Replace `old` by `new` and remove `gone` (both as the table holds
         them now): elements out first, chains flushed before anything they
-        name is deleted, then the new chains, sets and elements."""
+        name is deleted, then the new chains, sets and elements.
+
+        A frontend's slots are elements of @out_slots (@out_node_slots), and
+        its verdict sends it to the chain shared by every frontend with as
+        many slots (and the same masquerade), whose one rule picks a slot
+        with numgen: no chain and no anonymous map per frontend. The kernel
+        names each anonymous map in a table by scanning the table's sets, so
+        a map per frontend made a table of 10,000 frontends take minutes to
+        write. Only frontends with source ranges or client-IP affinity get
+        chains of their own."""
         t = self._t
         lines: list[str] = []
         before = {**old, **gone}
         for sid, o in before.items():
             name, key = _out_element(o)
             lines += self._elements("delete", name, [key])
+            slot_map, slots = _slot_elements(o)
+            lines += self._elements("delete", slot_map, (k for k, _ in slots))
         kept_sets: set[str] = set()
         for sid, o in new.items():
             kept_sets |= set(_affinity_sets(sid, o))
         for sid, o in before.items():
-            if o.slots:
-                lines += [f"flush chain {t} {c}" for c in _out_chains(sid, o)]
+            lines += [f"flush chain {t} {c}" for c in _out_chains(sid, o)]
         for sid, o in before.items():
-            wanted = set(_out_chains(sid, new[sid])) if sid in new and new[sid].slots else set()
+            wanted = set(_out_chains(sid, new[sid])) if sid in new else set()
             lines += [f"delete chain {t} {c}" for c in _out_chains(sid, o) if c not in wanted]
             lines += [f"delete set {t} {s}" for s in _affinity_sets(sid, o) if s not in kept_sets
                       or (sid in new and new[sid].affinity != o.affinity)]
+        # The shared chains these frontends use, declared (again: idempotent).
+        shared = sorted({_shared_chain(o) for o in new.values() if o.slots and not o.affinity})
+        for chain in shared:
+            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+            lines += [f"add rule {t} {chain} {r}" for r in self._shared_rules(chain)]
         for sid, o in new.items():
             keep = set(_affinity_sets(sid, before[sid])) if sid in before and before[sid].affinity == o.affinity \
                 else set()
@@ -289,30 +313,43 @@ class NatTable:
                 lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
             for chain, rules in chains.items():
                 lines += [f"add rule {t} {chain} {r}" for r in rules]
+        slot_adds: dict[str, list[str]] = {}
+        verdicts: dict[str, list[str]] = {}
+        for sid, o in new.items():
+            slot_map, slots = _slot_elements(o)
+            slot_adds.setdefault(slot_map, []).extend(f"{k} : {v}" for k, v in slots)
             name, key = _out_element(o)
-            lines += self._elements("add", name, [f"{key} : {_out_verdict(sid, o)}"])
+            verdicts.setdefault(name, []).append(f"{key} : {_out_verdict(sid, o)}")
+        for name, items in (*slot_adds.items(), *verdicts.items()):
+            lines += self._elements("add", name, items)
         return lines
 
+    def _shared_rules(self, chain: str) -> list[str]:
+        """The one chain for frontends of a protocol with N slots:
+        out_s_<proto>_<N> (exact frontends) or out_p_<proto>_<N> (NodePorts),
+        `_m` when masqueraded."""
+        m = re.fullmatch(r"out_([sp])_(tcp|udp)_(\d+)(_m)?", chain)
+        kind, proto, n, masq = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        key = f"ip daddr . {proto} dport" if kind == "s" else f"{proto} dport"
+        slot_map = f"out_slots_{proto}" if kind == "s" else f"out_node_slots_{proto}"
+        head = [f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}"] if masq else []
+        return head + [f"meta l4proto {proto} counter dnat ip to {key} . numgen random mod {n} map @{slot_map}"]
+
     def _out_rules(self, sid: int, o: Output) -> dict[str, list[str]]:
-        if not o.slots:
+        """Chains of a frontend's own: with source ranges (then on to its
+        shared chain) or client-IP affinity."""
+        if not o.slots or not (o.ranges or o.affinity):
             return {}
         proto = _proto(o.key[1])
         head = []
         if o.ranges:
             nets = ", ".join(f"{_ip(a)}/{n}" for a, n in o.ranges)
             head.append(f"ip saddr != {{ {nets} }} counter drop")
-        if o.masquerade:
-            head.append(f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}")
         chain = f"out_{sid}"
         if not o.affinity:
-            if len(o.slots) == 1:
-                a, port = o.slots[0]
-                pick = f"meta l4proto {proto} counter dnat ip to {a}:{port}"
-            else:
-                table = ", ".join(f"{i} : {a} . {port}" for i, (a, port) in enumerate(o.slots))
-                pick = (f"meta l4proto {proto} counter dnat ip to numgen random mod {len(o.slots)} "
-                        f"map {{ {table} }}")
-            return {chain: head + [pick]}
+            return {chain: head + [f"goto {_shared_chain(o)}"]}
+        if o.masquerade:
+            head.append(f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}")
         # Affinity: a client seen within the timeout goes back to its endpoint.
         out = {}
         rules = list(head)
@@ -420,9 +457,25 @@ class NatTable:
 
 
 def _out_chains(sid: int, o: Output) -> list[str]:
-    if not o.slots:
+    """The chains of a frontend's own (see NatTable._output_lines)."""
+    if not o.slots or not (o.ranges or o.affinity):
         return []
     return [f"out_{sid}"] + ([f"out_{sid}_{bid}" for bid in dict.fromkeys(o.backend_ids)] if o.affinity else [])
+
+
+def _shared_chain(o: Output) -> str:
+    return f"out_{'s' if o.key[0] else 'p'}_{_proto(o.key[1])}_{len(o.slots)}{'_m' if o.masquerade else ''}"
+
+
+def _slot_elements(o: Output) -> tuple[str, list[tuple[str, str]]]:
+    """The slot map an Output's slots live in, and its (key, value)
+    elements; none with affinity (its chains name the endpoints)."""
+    addr, proto, port = o.key
+    name = f"out_slots_{_proto(proto)}" if addr else f"out_node_slots_{_proto(proto)}"
+    if o.affinity or not o.slots:
+        return name, []
+    head = f"{_ip(addr)} . {port}" if addr else f"{port}"
+    return name, [(f"{head} . {i}", f"{a} . {p}") for i, (a, p) in enumerate(o.slots)]
 
 
 def _affinity_sets(sid: int, o: Output) -> list[str]:
@@ -440,7 +493,7 @@ def _out_element(o: Output) -> tuple[str, str]:
 
 def _out_verdict(sid: int, o: Output) -> str:
     if o.slots:
-        return f"goto out_{sid}"
+        return f"goto out_{sid}" if o.ranges or o.affinity else f"goto {_shared_chain(o)}"
     return "drop" if o.drop else "goto refuse"
 
 
