@@ -26,7 +26,7 @@ from blixt.node.operator_program import OperatorProgram
 from blixt.node.pinned_maps import PinnedMapsError
 from blixt.node.programming_latency import ProgrammingLatency
 from blixt.timestamps import utc_now
-from blixt.translate.proxy import ProxyOptions
+from blixt.translate.proxy import Memo as ProxyMemo, ProxyOptions
 from blixt.kube import metrics
 from blixt.kube.events import EventRecorder
 from blixt.kube.leader import LeaderElector
@@ -145,6 +145,7 @@ class Agent:
         self._skipped: tuple[str, ...] = ()
         self._unfit: dict[translate.ObjectRef, str] = {}
         self.latency = ProgrammingLatency()
+        self._proxy_memo = ProxyMemo()  # unchanged Services are not translated again
 
     def ready(self) -> bool:
         """Ready only once a full sync has been applied to the dataplane (and,
@@ -170,7 +171,7 @@ class Agent:
         snapshot = snapshot_of(self.cache)
         result = translate.translate(snapshot, now=utc_now(),
                                      controller_name=self.controller_name, node_name=self.node,
-                                     services=self.proxy, budget=self.budget)
+                                     services=self.proxy, budget=self.budget, proxy_memo=self._proxy_memo)
         if result.skipped != self._skipped:
             for note in sorted(set(result.skipped) - set(self._skipped)):
                 log.warning("not programmed: %s", note)

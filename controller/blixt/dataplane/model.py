@@ -12,6 +12,8 @@ MAX_WEIGHT = 1_000_000
 
 
 def _addr(value) -> ipaddress.IPv4Address:
+    if type(value) is ipaddress.IPv4Address:  # already parsed: the translation's usual case
+        return value
     addr = ipaddress.ip_address(value)
     if not isinstance(addr, ipaddress.IPv4Address):
         raise ValueError(f"only IPv4 is supported, got {value}")

@@ -14,11 +14,13 @@ from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
 
 def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
               node_name: str | None = None, services: proxy.ProxyOptions | None = None,
-              budget: Budget | None = None) -> Translation:
+              budget: Budget | None = None, proxy_memo: proxy.Memo | None = None) -> Translation:
     """node_name: when given, backends on other nodes are masqueraded and
     local ones are not; when None (a cluster-wide view), all are.
     services: when given, Kubernetes Services are served too, for that node.
-    budget: what the maps may hold (default: the default mark layout's)."""
+    budget: what the maps may hold (default: the default mark layout's).
+    proxy_memo: kept by a caller that translates again and again (the agent):
+    unchanged Services are not translated again; the result is the same."""
     statuses: dict[ObjectRef, dict] = {}
 
     classes = {}
@@ -66,7 +68,7 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
     skipped: tuple[str, ...] = ()
     checks: tuple = ()
     if services is not None:
-        proxied = proxy.build(snapshot.services, index.slices, services)
+        proxied = proxy.build(snapshot.services, index.slices, services, proxy_memo)
         svc_fit = fit(proxied.units, budget.minus(gw_fit.used))
         unfit.update((ObjectRef("Service", *key), why) for key, why in svc_fit.unfit.items())
         planes, skipped = dataplane.merge(svc_fit.kept, planes, proxied.skipped)

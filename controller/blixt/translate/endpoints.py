@@ -17,6 +17,7 @@ topology.go, v1.35), which a Service proxy needs:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from typing import Iterable
 
@@ -52,6 +53,18 @@ def slice_port(s: dict, name: str, protocol: str) -> int | None:
     return None
 
 
+def _ipv4(text) -> ipaddress.IPv4Address:
+    """An endpoint address, parsed once per distinct string: the same
+    addresses come back in every slice of every pass, and IPv4Address(str)
+    is slow in Python. ValueError for anything but an IPv4 string."""
+    if type(text) is not str:
+        raise ValueError(f"{text!r} is not an address")
+    return _parse_ipv4(text)
+
+
+_parse_ipv4 = functools.lru_cache(maxsize=1 << 17)(ipaddress.IPv4Address)
+
+
 def from_slices(slices: Iterable[dict], name: str, protocol: str, node: str = "") -> tuple[Endpoint, ...]:
     """The IPv4 endpoints of one Service port (its name and protocol), once
     each: the first slice to list an ip:port wins, unless a later one puts it
@@ -66,7 +79,7 @@ def from_slices(slices: Iterable[dict], name: str, protocol: str, node: str = ""
             continue
         for ep in s.get("endpoints") or ():
             try:
-                ip = ipaddress.IPv4Address((ep.get("addresses") or [None])[0])
+                ip = _ipv4((ep.get("addresses") or [None])[0])
             except ValueError:
                 continue
             cond = ep.get("conditions") or {}

@@ -68,18 +68,52 @@ class Proxied:
         return tuple(s for _, unit in self.units for s in unit)
 
 
+class Memo:
+    """What build() made of each Service, kept between calls: a Service whose
+    object, EndpointSlices and options are the very same objects as last time
+    (the watch cache replaces an object when it changes) is not translated
+    again, so a pass after one EndpointSlice change redoes one Service.
+    Holding the objects keeps their identities from being reused."""
+
+    def __init__(self):
+        self.entries: dict[NsName, tuple] = {}
+
+    def get(self, key: NsName, obj: dict, slices: tuple, opts: ProxyOptions):
+        hit = self.entries.get(key)
+        if hit is None or hit[0] is not obj or not (hit[2] is opts or hit[2] == opts) or \
+                len(hit[1]) != len(slices) or any(a is not b for a, b in zip(hit[1], slices)):
+            return None
+        return hit[3]
+
+    def put(self, key: NsName, obj: dict, slices: tuple, opts: ProxyOptions, made) -> None:
+        self.entries[key] = (obj, slices, opts, made)
+
+    def keep_only(self, keys) -> None:
+        for key in self.entries.keys() - set(keys):
+            del self.entries[key]
+
+
 def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict]],
-          opts: ProxyOptions) -> Proxied:
-    """slices: EndpointSlices by the Service they belong to (backends.Index.slices)."""
+          opts: ProxyOptions, memo: Memo | None = None) -> Proxied:
+    """slices: EndpointSlices by the Service they belong to (backends.Index.slices).
+    memo: reuse what an earlier call made of unchanged Services (same result)."""
     out: dict[NsName, list[Service]] = {}
     skipped: list[str] = []
     checks: dict[int, HealthCheck] = {}
     taken: set = set()
     for key, obj in sorted(service_objs.items()):
-        check = _health_check(obj, slices.get(key, ()), opts)
+        own = tuple(slices.get(key, ()))
+        made = memo.get(key, obj, own, opts) if memo is not None else None
+        if made is None:
+            notes: list[str] = []
+            made = (_health_check(obj, own, opts), tuple(_service(obj, own, opts, notes)), tuple(notes))
+            if memo is not None:
+                memo.put(key, obj, own, opts, made)
+        check, made_services, notes = made
+        skipped.extend(notes)
         if check is not None and check.port not in checks:
             checks[check.port] = check
-        for svc in _service(obj, slices.get(key, ()), opts, skipped):
+        for svc in made_services:
             if svc.key in taken:
                 skipped.append(f"{svc.name}: {svc.key_text} is already served by another Service")
                 continue
@@ -89,6 +123,8 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
     mains = {s.key[:3] for unit in out.values() for s in unit if s.scope == "any"}
     units = [(key, tuple(s for s in unit if s.key[:3] in mains))
              for key, unit in sorted(out.items(), key=lambda kv: age_key(service_objs[kv[0]]))]
+    if memo is not None:
+        memo.keep_only(service_objs)
     return Proxied(tuple(u for u in units if u[1]), tuple(skipped), tuple(checks.values()))
 
 
