@@ -42,6 +42,7 @@ import os
 import pathlib
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -506,6 +507,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # SIGTERM (a timeout, a kill) tears down as Ctrl-C does: netns, processes, programs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
     paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
     with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
