@@ -25,12 +25,15 @@ How a decision travels (see BUILD.md, "Dataplane choices"):
 The node's own traffic (processes, hostNetwork pods) never passes TC
 ingress, so the table serves it in the output path, from the same slots
 (plan.Output): `out` (nat output, -100) looks the frontend up in
-@out_services / @out_node_ports and jumps to its chain `out_<id>`, which
-drops sources outside loadBalancerSourceRanges, sets the masquerade bit in
-the ct mark, honours client-IP affinity through per-endpoint sets
-(`aff_<id>_<backend>`, as kube-proxy keeps them) and DNATs to a slot chosen
-by `numgen random`. `out_guard` (filter output, -90) rejects or drops new
-connections to frontends without endpoints (@out_empty, @out_empty_node).
+@out_services / @out_node_ports and jumps to the chain shared by frontends
+of its protocol, slot count and masquerade (`out_s_tcp_10_m`), which sets
+the masquerade bit in the ct mark and DNATs to a slot chosen by `numgen
+random` in the named slot maps (@out_slots_tcp, ...). A frontend with
+loadBalancerSourceRanges or client-IP affinity has a chain `out_<id>` of its
+own: sources outside the ranges dropped, affinity through per-endpoint sets
+(`aff_<id>_<backend>`, as kube-proxy keeps them). `out_guard` (filter
+output, -90) rejects or drops new connections to frontends without
+endpoints (@out_empty, @out_empty_node).
 
 Every write is one `nft -f -` transaction, the way knftables does it: each
 sync re-declares its chains (`add chain; flush chain; add rule ...`) and
