@@ -52,6 +52,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from convergence import PROBE  # noqa: E402  (tests/bench: the probe that stops the clock)
 from harness import paths  # noqa: E402
 from harness.kube_proxy import KubeProxy  # noqa: E402
 from harness.stack import local_stack  # noqa: E402
@@ -71,22 +72,6 @@ README = HERE / "README.md"
 PLOTS = HERE / "plots"
 BEGIN, END = "<!-- proxies:begin -->", "<!-- proxies:end -->"
 
-PROBE = """
-import socket, sys, time
-addr, port, want, deadline = sys.argv[1], int(sys.argv[2]), sys.argv[3], time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        s = socket.create_connection((addr, port), timeout=0.2)
-        s.sendall(b"bye\\n")
-        data = s.makefile().read()
-        s.close()
-        if data.split()[0] == want:
-            print(time.time()); sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.001)
-sys.exit(1)
-"""
 
 
 def backend_address(k: int) -> str:
