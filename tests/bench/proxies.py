@@ -193,6 +193,13 @@ class Proxy:
                               "http://127.0.0.1:10249/metrics"], capture_output=True, text=True)
         return res.stdout
 
+    def map_memory(self) -> float:
+        """MiB the kernel charges for blixt's maps (`blixt dataplane show`)."""
+        res = subprocess.run([sys.executable, "-m", "blixt", "dataplane", "show", "--node", self.node.name,
+                              "--netns", self.node.topo.node.netns, "--bpfman-socket", str(self.node.bpfman_socket),
+                              "--json"], capture_output=True, text=True, check=True, timeout=120)
+        return sum(m["memlock"] for m in json.loads(res.stdout)["maps"]) / 2**20
+
     def change_metric(self) -> str:
         return ("blixt_dataplane_sync_duration_seconds" if self.kind == "blixt"
                 else "kubeproxy_sync_partial_proxy_rules_duration_seconds")
@@ -268,7 +275,7 @@ def measure(node, args, workdir: pathlib.Path) -> dict:
             objects.create([probe] + ([moving] if small else []))
             print(f"   objects written in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             vip = objects.cluster_ip("probe")
-            row: dict = {"backends": backends, "direct_crr": [],
+            row: dict = {"backends": backends, "direct_crr": [], "map_memory": [],
                          **{k: {p: [] for p in PROXIES} for k in ("programming", "ready", "rss", "crr", "change")}}
             for r in range(args.rounds):
                 order = PROXIES[r % len(PROXIES):] + PROXIES[:r % len(PROXIES)]
@@ -279,6 +286,8 @@ def measure(node, args, workdir: pathlib.Path) -> dict:
                         row["programming"][kind].append(proxy.programming)
                         row["ready"][kind].append(proxy.ready)
                         row["rss"][kind].append(proxy.rss())
+                        if kind == "blixt":
+                            row["map_memory"].append(proxy.map_memory())
                         row["crr"][kind].append(rate(node, "crr", vip, PROBE_PORT, args.seconds))
                         if size == args.change_size:
                             row["change"][kind] += changes(node, objects, proxy, args.changes, backends,
@@ -295,7 +304,16 @@ def measure(node, args, workdir: pathlib.Path) -> dict:
     finally:
         server.kill()
         server.wait()
+    results["translation"] = translation(args.rounds)
     return results
+
+
+def translation(rounds: int) -> dict:
+    """tests/bench/translate_bench.py's 10,000 routes over 1,000 Gateways: seconds per translation."""
+    import translate_bench as tb
+    snap = tb.build(1000, 10_000)
+    times, _ = tb.timed(snap, max(3, rounds))
+    return {"gateways": 1000, "routes": 10_000, "seconds": times}
 
 
 def changes(node, objects: Objects, proxy: Proxy, n: int, backends: int, nports: int) -> list[float]:
@@ -336,6 +354,13 @@ def small_round(node, objects: Objects, proxy: Proxy, vip: str, pod_addr: str, a
 
 # -- report ------------------------------------------------------------------
 
+def spread(xs: list[float], fmt: str) -> str:
+    """The median, and the range over the rounds."""
+    if len(xs) < 2:
+        return fmt.format(median(xs))
+    return f"{fmt.format(median(xs))} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
@@ -358,11 +383,11 @@ def report(res: dict, args) -> str:
         label = f"{int(s):,} x {row['backends']}"
         for key, unit, fmt in (("programming", "first full sync (s)", "{:.3f}"), ("ready", "start to synced (s)", "{:.1f}"),
                                ("rss", "RSS (MiB)", "{:.0f}"), ("crr", "TCP_CRR (/s)", "{:.0f}")):
-            cells = [fmt.format(median(row[key][p])) for p in PROXIES]
-            direct = f"{median(row['direct_crr']):.0f}" if key == "crr" else ""
+            cells = [spread(row[key][p], fmt) for p in PROXIES]
+            direct = spread(row["direct_crr"], fmt) if key == "crr" else ""
             lines.append(f"| {label} | {unit} | {' | '.join(cells)} | {direct} |")
             label = ""
-    lines.append("")
+    lines += ["", "Cells: median (lowest–highest) over the rounds.", ""]
     targets = targets_table(res, args)
     return "\n".join(lines + targets)
 
@@ -387,6 +412,17 @@ def targets_table(res: dict, args) -> list[str]:
         out.append(f"| agent RSS at {args.change_size:,} frontends <= 300 MB and <= kube-proxy | blixt "
                    f"{rss_b:.0f} MiB, kube-proxy nftables {rss_k:.0f} MiB, iptables "
                    f"{median(big['rss']['kube-proxy-iptables']):.0f} MiB | {verdict(rss_b <= 300 and rss_b <= rss_k)} |")
+    if "translation" in res:
+        tr = res["translation"]
+        t = median(tr["seconds"])
+        out.append(f"| translation of {tr['routes']:,} routes over {tr['gateways']:,} Gateways <= 0.3 s | "
+                   f"{t:.2f} s (median of {len(tr['seconds'])}) | {verdict(t <= 0.3)} |")
+    for s in sizes:
+        row = res["sizes"][s]
+        if row.get("map_memory"):
+            out.append(f"| kernel memory of the maps at {int(s):,} x {row['backends']} (dataplane issue: <= 150 MB "
+                       f"at 10k x 10) | {median(row['map_memory']):.1f} MiB | "
+                       f"{verdict(median(row['map_memory']) <= 150)} |")
     for s in sizes:
         row = res["sizes"][s]
         b, n = median(row["crr"]["blixt"]), median(row["crr"]["kube-proxy-nft"])
@@ -487,20 +523,25 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--out", type=pathlib.Path, default=paths.BUILD / "bench" / "proxies.json")
     parser.add_argument("--no-readme", action="store_true", help="write the JSON only: no plots, no README")
+    parser.add_argument("--report-only", type=pathlib.Path, metavar="JSON",
+                        help="measure nothing: the report, plots and README section from an earlier run's JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    # SIGTERM (a timeout, a kill) tears down as Ctrl-C does: netns, processes, programs.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
-    paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
-    with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
-            local_stack(pathlib.Path(tmp), pod_net=POD_NET) as node:
-        res = measure(node, args, pathlib.Path(tmp))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1))
+    if args.report_only:
+        res = json.loads(args.report_only.read_text())
+    else:
+        # SIGTERM (a timeout, a kill) tears down as Ctrl-C does: netns, processes, programs.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
+        paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
+        with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
+                local_stack(pathlib.Path(tmp), pod_net=POD_NET) as node:
+            res = measure(node, args, pathlib.Path(tmp))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1))
     text = report(res, args)
     print(text)
     if not args.no_readme:

@@ -6,6 +6,7 @@ run."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -49,15 +50,23 @@ def test_the_benchmark_runs_and_reports_what_it_measured(node, tmp_path):
                 (value,) = row[key][proxy]
                 assert value > 0 and math.isfinite(value), (size, key, proxy, value)
         assert row["direct_crr"][0] > 0
+        (memory,) = row["map_memory"]
+        assert 1 < memory < 1000, memory  # MiB: the maps' bucket arrays at least
     for proxy in proxies.PROXIES:
         assert len(res["sizes"]["150"]["change"][proxy]) == 2
         assert len(res["small"]["convergence"][proxy]) == 2
     for mode in ("rr", "urr", "stream"):
         assert set(res["small"][mode]) == {*proxies.PROXIES, "direct"}
     text = proxies.report(res, args)
+    assert len(res["translation"]["seconds"]) >= 3 and min(res["translation"]["seconds"]) > 0
     for row in ("programming 150 x 10", "one endpoint change", "agent RSS", "TCP_CRR at 10 frontends",
+                "translation of 10,000 routes", "kernel memory of the maps at 150 x 10",
                 "TCP_CRR flat", "TCP_RR", "UDP_RR", "TCP_STREAM", "EndpointSlice write"):
         assert row in text, row
+    # The report is made again from the JSON alone (--report-only).
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    again = proxies.parser().parse_args(["--report-only", str(tmp_path / "res.json"), "--change-size", "150"])
+    assert proxies.report(json.loads((tmp_path / "res.json").read_text()), again) == text
     made = proxies.plots(res, tmp_path / "plots")
     assert sorted(made) == ["convergence.png", "crr.png", "programming.png"]
     for name in made:
