@@ -67,6 +67,9 @@ NODE_IP = "198.18.0.1"
 PROBE_PORT = 7000
 ECHO_PORT = 8080
 PORTS_PER_SERVICE = 100
+# kube-proxy's nftables mode writes an anonymous map per Service port, which
+# the kernel makes slower the more there are: minutes at 10,000 (README).
+FIRST_SYNC_TIMEOUT = 3600.0
 PROXIES = ("blixt", "kube-proxy-nft", "kube-proxy-iptables")
 README = HERE / "README.md"
 PLOTS = HERE / "plots"
@@ -170,13 +173,13 @@ class Proxy:
                                 CLUSTER_CIDR, f"{NODE_IP}/32", mode=mode)
             self.pid = self.kp.proc.popen.pid
             self.metric = "kubeproxy_sync_full_proxy_rules_duration_seconds"
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + FIRST_SYNC_TIMEOUT
         while True:
             count, total = scrape(self.metrics(), self.metric)
             if count >= 1:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{kind}: no sync within 900 s")
+                raise TimeoutError(f"{kind}: no sync within {FIRST_SYNC_TIMEOUT:.0f} s")
             time.sleep(0.05)
         self.ready = time.monotonic() - start
         # The first sync's own duration; should a second have landed between
@@ -246,9 +249,11 @@ def quantile(xs, q):
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))] if xs else float("nan")
 
 
-def measure(node, args, workdir: pathlib.Path) -> dict:
+def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
     """Every measurement on `node` (a harness.blixt.Node with pods in POD_NET
-    and no agent running); the results as report() reads them."""
+    and no agent running); the results as report() reads them. save(results)
+    is called after every proxy's turn (a long run cut short keeps what it
+    measured)."""
     results: dict = {"machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                                  "date": datetime.date.today().isoformat()},
                      "rounds": args.rounds, "seconds": args.seconds, "sizes": {}, "small": {}}
@@ -277,7 +282,10 @@ def measure(node, args, workdir: pathlib.Path) -> dict:
             vip = objects.cluster_ip("probe")
             row: dict = {"backends": backends, "direct_crr": [], "map_memory": [],
                          **{k: {p: [] for p in PROXIES} for k in ("programming", "ready", "rss", "crr", "change")}}
-            for r in range(args.rounds):
+            results["sizes"][str(size)] = row
+            rounds = args.rounds if size <= args.full_rounds_up_to else args.rounds_large
+            row["rounds"] = rounds
+            for r in range(rounds):
                 order = PROXIES[r % len(PROXIES):] + PROXIES[:r % len(PROXIES)]
                 row["direct_crr"].append(rate(node, "crr", pod.address, PROBE_PORT, args.seconds))
                 for kind in order:
@@ -299,7 +307,7 @@ def measure(node, args, workdir: pathlib.Path) -> dict:
                               f"crr {row['crr'][kind][-1]:.0f}/s", file=sys.stderr)
                     finally:
                         proxy.stop()
-            results["sizes"][str(size)] = row
+                    save(results)
             objects.clear()
     finally:
         server.kill()
@@ -371,8 +379,10 @@ def verdict(ok: bool, why: str = "") -> str:
 
 def report(res: dict, args) -> str:
     m = res["machine"]
-    lines = [f"One run on {m['date']}: {m['cores']} cores, kernel {m['kernel']}; medians of "
-             f"{res['rounds']} rounds (proxies interleaved, each from empty), {res['seconds']:g} s per "
+    per_size = ", ".join(f"{int(s):,}: {r.get('rounds', res['rounds'])}" for s, r in
+                         sorted(res["sizes"].items(), key=lambda kv: int(kv[0])))
+    lines = [f"One run on {m['date']}: {m['cores']} cores, kernel {m['kernel']}; medians of the "
+             f"rounds (frontends: rounds {per_size}; proxies interleaved, each from empty), {res['seconds']:g} s per "
              f"traffic measurement. kube-proxy v1.35.4 (nftables, iptables) and blixt serve the same "
              f"Services in turn; Services have up to {PORTS_PER_SERVICE} ports, each port a frontend.", ""]
     sizes = sorted(res["sizes"], key=int)
@@ -520,6 +530,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--convergence", type=int, default=20, help="Service moves per proxy and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full-rounds-up-to", type=int, default=1_000_000, metavar="N",
+                        help="sizes above N get --rounds-large rounds (kube-proxy takes minutes there)")
+    parser.add_argument("--rounds-large", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--out", type=pathlib.Path, default=paths.BUILD / "bench" / "proxies.json")
     parser.add_argument("--no-readme", action="store_true", help="write the JSON only: no plots, no README")
@@ -537,10 +550,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
         paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
                 local_stack(pathlib.Path(tmp), pod_net=POD_NET) as node:
-            res = measure(node, args, pathlib.Path(tmp))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+            res = measure(node, args, pathlib.Path(tmp), lambda r: args.out.write_text(json.dumps(r, indent=1)))
         args.out.write_text(json.dumps(res, indent=1))
     text = report(res, args)
     print(text)
