@@ -275,10 +275,11 @@ class NatTable:
         them now): elements out first, chains flushed before anything they
         name is deleted, then the new chains, sets and elements.
 
-        A frontend's slots are elements of @out_slots (@out_node_slots), and
-        its verdict sends it to the chain shared by every frontend with as
-        many slots (and the same masquerade), whose one rule picks a slot
-        with numgen: no chain and no anonymous map per frontend. The kernel
+        A frontend's slots are elements of @out_slots_<proto>
+        (@out_node_slots_<proto>), and its verdict sends it to the chain
+        shared by every frontend of its protocol with as many slots (and the
+        same masquerade), whose one rule picks a slot with numgen: no chain
+        and no anonymous map per frontend. The kernel
         names each anonymous map in a table by scanning the table's sets, so
         a map per frontend made a table of 10,000 frontends take minutes to
         write. Only frontends with source ranges or client-IP affinity get
@@ -302,10 +303,10 @@ class NatTable:
             lines += [f"delete set {t} {s}" for s in _affinity_sets(sid, o) if s not in kept_sets
                       or (sid in new and new[sid].affinity != o.affinity)]
         # The shared chains these frontends use, declared (again: idempotent).
-        shared = sorted({_shared_chain(o) for o in new.values() if o.slots and not o.affinity})
-        for chain in shared:
+        shared = {_shared_chain(o): o for o in new.values() if o.slots and not o.affinity}
+        for chain, o in sorted(shared.items()):
             lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
-            lines += [f"add rule {t} {chain} {r}" for r in self._shared_rules(chain)]
+            lines += [f"add rule {t} {chain} {r}" for r in self._shared_rules(o)]
         for sid, o in new.items():
             keep = set(_affinity_sets(sid, before[sid])) if sid in before and before[sid].affinity == o.affinity \
                 else set()
@@ -327,16 +328,15 @@ class NatTable:
             lines += self._elements("add", name, items)
         return lines
 
-    def _shared_rules(self, chain: str) -> list[str]:
-        """The one chain for frontends of a protocol with N slots:
-        out_s_<proto>_<N> (exact frontends) or out_p_<proto>_<N> (NodePorts),
-        `_m` when masqueraded."""
-        m = re.fullmatch(r"out_([sp])_(tcp|udp)_(\d+)(_m)?", chain)
-        kind, proto, n, masq = m.group(1), m.group(2), int(m.group(3)), m.group(4)
-        key = f"ip daddr . {proto} dport" if kind == "s" else f"{proto} dport"
-        slot_map = f"out_slots_{proto}" if kind == "s" else f"out_node_slots_{proto}"
-        head = [f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}"] if masq else []
-        return head + [f"meta l4proto {proto} counter dnat ip to {key} . numgen random mod {n} map @{slot_map}"]
+    def _shared_rules(self, o: Output) -> list[str]:
+        """The rules of the chain `o` shares (_shared_chain) with every
+        frontend of its kind, protocol, slot count and masquerade."""
+        proto = _proto(o.key[1])
+        key = f"ip daddr . {proto} dport" if o.key[0] else f"{proto} dport"
+        slot_map, _ = _slot_elements(o)
+        head = [f"ct mark set ct mark | 0x{self.marks.masq_mark:08x}"] if o.masquerade else []
+        return head + [f"meta l4proto {proto} counter dnat ip to {key} . numgen random mod {len(o.slots)} "
+                       f"map @{slot_map}"]
 
     def _out_rules(self, sid: int, o: Output) -> dict[str, list[str]]:
         """Chains of a frontend's own: with source ranges (then on to its
@@ -467,6 +467,8 @@ def _out_chains(sid: int, o: Output) -> list[str]:
 
 
 def _shared_chain(o: Output) -> str:
+    """out_s_<proto>_<slots> (exact frontends) or out_p_<proto>_<slots>
+    (NodePorts), `_m` when masqueraded."""
     return f"out_{'s' if o.key[0] else 'p'}_{_proto(o.key[1])}_{len(o.slots)}{'_m' if o.masquerade else ''}"
 
 
