@@ -25,8 +25,8 @@ the cluster's state so teardown undoes it:
 from __future__ import annotations
 
 import os
-import shutil
 import pathlib
+import shutil
 import time
 
 import yaml
@@ -43,6 +43,7 @@ DAEMONSET = "daemonset/bpfman-daemon"
 # Where the bpfman image looks for extra CA certificates (SSL_CERT_DIR,
 # tests/deps/images.sh): the DaemonSet mounts the node's /run/bpfman.
 REGISTRY_CA_DIR = pathlib.Path("/run/bpfman/registry-ca")
+
 
 def host_paths(daemonset: pathlib.Path) -> list[str]:
     """The host paths the operator's DaemonSet payload mounts (kubelet makes
