@@ -170,7 +170,7 @@ class Proxy:
         else:
             mode = "nftables" if kind == "kube-proxy-nft" else "iptables"
             self.kp = KubeProxy(workdir / kind, node.cluster, node.topo.node.netns, node.name, NODE_IP,
-                                CLUSTER_CIDR, f"{NODE_IP}/32", mode=mode)
+                                CLUSTER_CIDR, f"{NODE_IP}/32", mode=mode, table_timeout=FIRST_SYNC_TIMEOUT)
             self.pid = self.kp.proc.popen.pid
             self.metric = "kubeproxy_sync_full_proxy_rules_duration_seconds"
         deadline = time.monotonic() + FIRST_SYNC_TIMEOUT
@@ -364,13 +364,20 @@ def small_round(node, objects: Objects, proxy: Proxy, vip: str, pod_addr: str, a
 
 def spread(xs: list[float], fmt: str) -> str:
     """The median, and the range over the rounds."""
+    if not xs:
+        return "not measured"
     if len(xs) < 2:
         return fmt.format(median(xs))
     return f"{fmt.format(median(xs))} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
 
 
 def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "n/a"
+    return f"{a / b:.2f}x" if b and not math.isnan(a / b) else "n/a"
+
+
+def num(x: float, spec: str, unit: str = "") -> str:
+    """x formatted, or "not measured" (the median of no rounds)."""
+    return "not measured" if math.isnan(x) else f"{x:{spec}}{unit}"
 
 
 def verdict(ok: bool, why: str = "") -> str:
@@ -409,19 +416,22 @@ def targets_table(res: dict, args) -> list[str]:
     if big:
         b, n = median(big["programming"]["blixt"]), median(big["programming"]["kube-proxy-nft"])
         out.append(f"| programming {args.change_size:,} x {big['backends']} from empty <= 0.5 s and <= 0.5x "
-                   f"kube-proxy nftables | blixt {b:.3f} s, kube-proxy nftables {n:.3f} s ({ratio(b, n)}) | "
-                   f"{verdict(b <= 0.5 and b <= 0.5 * n)} |")
+                   f"kube-proxy nftables | blixt {num(b, '.3f', ' s')}, kube-proxy nftables {num(n, '.3f', ' s')} "
+                   f"({ratio(b, n)}) | {verdict(b <= 0.5 and b <= 0.5 * n)} |")
         ch = big["change"]
         if ch["blixt"]:
             p99 = quantile(ch["blixt"], 0.99)
             out.append(f"| one endpoint change at {args.change_size:,} frontends <= 10 ms p99 | blixt p99 "
                        f"{p99 * 1000:.1f} ms (kube-proxy nftables partial sync p99 "
-                       f"{quantile(ch['kube-proxy-nft'], 0.99) * 1000:.1f} ms, iptables "
-                       f"{quantile(ch['kube-proxy-iptables'], 0.99) * 1000:.1f} ms) | {verdict(p99 <= 0.010)} |")
+                       f"{num(quantile(ch['kube-proxy-nft'], 0.99) * 1000, '.1f', ' ms')}, iptables "
+                       f"{num(quantile(ch['kube-proxy-iptables'], 0.99) * 1000, '.1f', ' ms')}) | "
+                       f"{verdict(p99 <= 0.010)} |")
         rss_b, rss_k = median(big["rss"]["blixt"]), median(big["rss"]["kube-proxy-nft"])
+        rss_ok = rss_b <= 300 and rss_b <= rss_k
         out.append(f"| agent RSS at {args.change_size:,} frontends <= 300 MB and <= kube-proxy | blixt "
-                   f"{rss_b:.0f} MiB, kube-proxy nftables {rss_k:.0f} MiB, iptables "
-                   f"{median(big['rss']['kube-proxy-iptables']):.0f} MiB | {verdict(rss_b <= 300 and rss_b <= rss_k)} |")
+                   f"{rss_b:.0f} MiB, kube-proxy nftables {num(rss_k, '.0f', ' MiB')}, iptables "
+                   f"{num(median(big['rss']['kube-proxy-iptables']), '.0f', ' MiB')} | "
+                   f"{verdict(rss_ok) if not math.isnan(rss_k) else 'not met: kube-proxy not measured'} |")
     if "translation" in res:
         tr = res["translation"]
         t = median(tr["seconds"])
@@ -435,6 +445,10 @@ def targets_table(res: dict, args) -> list[str]:
                        f"{verdict(median(row['map_memory']) <= 150)} |")
     for s in sizes:
         row = res["sizes"][s]
+        if not row["crr"]["kube-proxy-nft"]:
+            out.append(f"| TCP_CRR at {int(s):,} frontends >= 1.0x kube-proxy nftables | blixt "
+                       f"{median(row['crr']['blixt']):.0f}/s; kube-proxy not measured | not measured |")
+            continue
         b, n = median(row["crr"]["blixt"]), median(row["crr"]["kube-proxy-nft"])
         out.append(f"| TCP_CRR at {int(s):,} frontends >= 1.0x kube-proxy nftables | {b:.0f} vs {n:.0f}/s "
                    f"({ratio(b, n)}) | {verdict(b >= n)} |")

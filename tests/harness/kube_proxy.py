@@ -16,7 +16,10 @@ from .proc import Process
 
 class KubeProxy:
     def __init__(self, workdir: pathlib.Path, cluster: Cluster, netns: str, node_name: str, node_ip: str,
-                 cluster_cidr: str, nodeport_addresses: str, mode: str = "nftables", zone: str = ""):
+                 cluster_cidr: str, nodeport_addresses: str, mode: str = "nftables", zone: str = "",
+                 table_timeout: float = 60):
+        """table_timeout: how long its first table may take (minutes for
+        10,000 Services in nftables mode: tests/bench/README.md)."""
         binary = paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
         workdir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
@@ -43,7 +46,7 @@ class KubeProxy:
             "--healthz-bind-address=127.0.0.1:10256", "--v=2"], workdir / "kube-proxy.log")
         table = "kube-proxy" if mode == "nftables" else "nat"
         self.proc.wait_until(lambda: _run_ok(["ip", "netns", "exec", netns, "nft", "list", "table", "ip", table]),
-                             timeout=60, what="kube-proxy's table")
+                             timeout=table_timeout, what="kube-proxy's table")
 
     def close(self) -> None:
         self.proc.stop()
