@@ -22,8 +22,9 @@ and which addresses are VIPs (anything else sent to them is refused).
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import ipaddress
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 from . import layout
 from .marks import MarkConfig
@@ -148,106 +149,166 @@ def _flags(svc: Service, has_pod_twin: bool) -> int:
 
 class _Ids:
     """Stable small-integer ids: keep the ones in use, never reuse a freed one
-    within one apply, hand out the lowest free otherwise."""
+    within one apply, hand out the lowest free otherwise. `current` (thing ->
+    id) is read, not copied; `release` frees an id for a later apply."""
 
     def __init__(self, current: Mapping, limit: int, what: str):
-        self.current = dict(current)  # thing -> id
-        self.taken = set(self.current.values())
+        self.current = current
+        self.new: dict = {}
+        self.used = set(current.values())
+        top = max(self.used, default=0)
+        self.holes = [i for i in range(1, top + 1) if i not in self.used]  # sorted: a heap
+        self.top = top + 1
         self.limit = limit
         self.what = what
-        self.next = 1
         self.fresh: list[int] = []
 
     def get(self, thing) -> int:
         found = self.current.get(thing)
+        if found is None:
+            found = self.new.get(thing)
         if found is not None:
             return found
-        while self.next in self.taken:
-            self.next += 1
-        if self.next > self.limit:
+        holes = self.holes
+        while holes and holes[0] in self.used:
+            heapq.heappop(holes)
+        if holes:
+            got = heapq.heappop(holes)
+        else:
+            got, self.top = self.top, self.top + 1
+        if got > self.limit:
             raise CapacityError(f"more than {self.limit} {self.what} ids needed")
-        self.taken.add(self.next)
-        self.current[thing] = self.next
-        self.fresh.append(self.next)
-        return self.next
+        self.used.add(got)
+        self.new[thing] = got
+        self.fresh.append(got)
+        return got
+
+    def release(self, i: int) -> None:
+        self.used.discard(i)
+        heapq.heappush(self.holes, i)
+
+
+class _Part(NamedTuple):
+    """One frontend's share of the maps, as planned from one Service value."""
+
+    svc: Service
+    twin: bool                      # a scope "pod" entry shares its address
+    affinity_id: int
+    val: ServiceVal
+    members: dict[MemberKey, SlotVal]
+    endpoints: tuple[Endpoint, ...]  # its live backends'
+    ranges: frozenset[RangeKey]
+
+
+def _part(svc: Service, key: ServiceKey, sid: int, twin: bool, affinity_id: int, old: ServiceVal | None,
+          slots: Mapping[SlotKey, SlotVal], backend_id) -> tuple[_Part, dict[SlotKey, SlotVal]]:
+    """The entries of one frontend, and the slots to write for it (a new
+    generation unless its table is already in place)."""
+    members: dict[MemberKey, SlotVal] = {}
+    entries: list[SlotVal] = []
+    live = [b for b in svc.backends if b.weight > 0]
+    for b in live:
+        bid = backend_id(b.endpoint)
+        # tuple.__new__: a Record without the Python-level __new__ (hot loop).
+        val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address)))
+        members[_new(MemberKey, (sid, bid))] = val
+        entries.append(val)
+    table = [entries[i] for i in slot_table([b.weight for b in live])]
+    if old is not None and old.id == sid:
+        same = old.slot_count == len(table) and all(
+            slots.get(_new(SlotKey, (sid, old.gen, i))) == v for i, v in enumerate(table))
+        gen = old.gen if same else (old.gen + 1) & 0xFFFFFFFF
+    else:
+        same, gen = False, 0
+    new_slots = {} if same else {_new(SlotKey, (sid, gen, i)): v for i, v in enumerate(table)}
+    val = _new(ServiceVal, (sid, gen, len(table), _flags(svc, twin), svc.affinity_timeout, affinity_id, *key))
+    ranges = frozenset(_new(RangeKey, (32 + net.prefixlen, sid, int(net.network_address)))
+                       for net in svc.source_ranges)
+    return _Part(svc, twin, affinity_id, val, members, tuple(b.endpoint for b in live), ranges), new_slots
+
+
+def _new_flush(key: ServiceKey, part: _Part, old: ServiceVal | None) -> Flush | None:
+    # A UDP flow the kernel tracked before this frontend had a backend was
+    # never NATed, and its conntrack entry would keep it so for as long as
+    # the client sends: flush it, as kube-proxy does.
+    if key.proto == UDP and part.val.slot_count and (old is None or old.slot_count == 0):
+        return (_vip(key), key.port, None)
+    return None
+
+
+def _ordered(desired: Dataplane, known=None) -> list[tuple[Service, ServiceKey]]:
+    """(service, key), scope "pod" entries first: the batch writes in order,
+    and a twin's POD_VARIANT flag must never point at nothing. known: a
+    service's key if already known, else None."""
+    pods, anys = [], []
+    for svc in desired.services:
+        key = known(svc) if known is not None else None
+        if key is None:
+            key = service_key(svc)
+        (pods if key.scope == layout.SCOPE_POD else anys).append((svc, key))
+    return pods + anys
+
+
+def _groups(ordered, sid_of) -> dict[str, int]:
+    """An affinity group is kept under its lowest service id (ids are stable)."""
+    groups: dict[str, int] = {}
+    for svc, key in ordered:
+        if svc.affinity_timeout and svc.affinity_group:
+            sid = sid_of(key)
+            groups[svc.affinity_group] = min(sid, groups.get(svc.affinity_group, sid))
+    return groups
+
+
+def _affinity_id(svc: Service, groups: Mapping[str, int]) -> int:
+    return groups.get(svc.affinity_group, 0) if svc.affinity_timeout else 0
 
 
 def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
+    """The whole comparison of `desired` with `current`."""
+    return _plan_all(desired, current, marks)[0]
+
+
+def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[Plan, dict[ServiceKey, _Part]]:
     cur_services = current.services
     svc_ids = _Ids({k: v.id for k, v in cur_services.items()}, 2**31, "service")
     # nft holds the backend ids that exist; reverse it to reuse them.
     backend_ids = _Ids({ep: bid for bid, ep in current.backends.items()}, marks.max_backend_id, "backend")
 
-    cur_slots_by_service: dict[tuple[int, int], dict[int, SlotVal]] = {}
-    for k, val in current.slots.items():
-        cur_slots_by_service.setdefault((k.service_id, k.gen), {})[k.slot] = val
-
     services_put: dict[ServiceKey, ServiceVal] = {}
     slots_put: dict[SlotKey, SlotVal] = {}
     members_want: dict[MemberKey, SlotVal] = {}
     endpoints_want: dict[int, Endpoint] = {}
-    service_ids: dict[ServiceKey, int] = {}
     names: dict[int, str] = {}
     flushes: list[Flush] = []
     ranges_want: set[RangeKey] = set()
-    twins = {(s.address, s.port, s.protocol) for s in desired.services if s.scope == "pod"}
+    parts: dict[ServiceKey, _Part] = {}
 
-    # A scope "pod" entry goes first: the batch writes in order, and its
-    # twin's POD_VARIANT flag must never point at nothing.
-    ordered = sorted(desired.services, key=lambda s: s.scope != "pod")
-    # An affinity group is kept under its lowest service id (ids are stable).
-    groups: dict[str, int] = {}
-    for svc in ordered:
-        sid = svc_ids.get(service_key(svc))
-        if svc.affinity_timeout and svc.affinity_group:
-            groups[svc.affinity_group] = min(sid, groups.get(svc.affinity_group, sid))
-    for svc in ordered:
-        key = service_key(svc)
+    ordered = _ordered(desired)
+    twins = {key[:3] for _, key in ordered if key.scope == layout.SCOPE_POD}
+    groups = _groups(ordered, svc_ids.get)
+    for svc, key in ordered:
         sid = svc_ids.get(key)
-        service_ids[key] = sid
         names[sid] = svc.name or svc.key_text
-        live = [b for b in svc.backends if b.weight > 0]
-        entries: list[SlotVal] = []
-        for b in live:
-            ep = b.endpoint
-            bid = backend_ids.get(ep)
-            endpoints_want[bid] = ep
-            # tuple.__new__: a Record without the Python-level __new__ (hot loop).
-            val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address)))
-            members_want[_new(MemberKey, (sid, bid))] = val
-            entries.append(val)
-        table = [entries[i] for i in slot_table([b.weight for b in live])]
-        flags = _flags(svc, svc.scope == "any" and (svc.address, svc.port, svc.protocol) in twins)
-        for net in svc.source_ranges:
-            ranges_want.add(_new(RangeKey, (32 + net.prefixlen, sid, int(net.network_address))))
-
         old = cur_services.get(key)
-        if old is not None and old.id == sid:
-            old_table = cur_slots_by_service.get((sid, old.gen), {})
-            same_slots = len(old_table) == len(table) == old.slot_count and all(
-                old_table.get(i) == v for i, v in enumerate(table))
-            gen = old.gen if same_slots else (old.gen + 1) & 0xFFFFFFFF
-        else:
-            same_slots, gen = False, 0
-        if not same_slots:
-            for i, v in enumerate(table):
-                slots_put[_new(SlotKey, (sid, gen, i))] = v
-        affinity_id = groups.get(svc.affinity_group, 0) if svc.affinity_timeout else 0
-        val = _new(ServiceVal, (sid, gen, len(table), flags, svc.affinity_timeout, affinity_id, *key))
-        if old != val:
-            services_put[key] = val
-        # A UDP flow the kernel tracked before this frontend had a backend
-        # was never NATed, and its conntrack entry would keep it so for as
-        # long as the client sends: flush it, as kube-proxy does.
-        if key.proto == UDP and table and (old is None or old.slot_count == 0):
-            flushes.append((_vip(key), key.port, None))
+        part, new_slots = _part(svc, key, sid, key.scope == layout.SCOPE_ANY and key[:3] in twins,
+                                _affinity_id(svc, groups), old, current.slots, backend_ids.get)
+        parts[key] = part
+        members_want.update(part.members)
+        for ep in part.endpoints:
+            endpoints_want[backend_ids.get(ep)] = ep
+        ranges_want |= part.ranges
+        slots_put.update(new_slots)
+        if old != part.val:
+            services_put[key] = part.val
+        flush = _new_flush(key, part, old)
+        if flush:
+            flushes.append(flush)
 
-    wanted_keys = set(service_ids)
-    final = {k: services_put.get(k) or cur_services[k] for k in wanted_keys}
-    live_gens = {(v.id, v.gen) for v in final.values()}
-    services_delete = [k for k in cur_services if k not in wanted_keys]
+    live = {(p.val.id, p.val.gen): p.val.slot_count for p in parts.values()}
+    services_delete = [k for k in cur_services if k not in parts]
     removed_ids = [cur_services[k].id for k in services_delete]
-    slots_delete = [k for k in current.slots if k[:2] not in live_gens]  # (service_id, gen)
+    # Slots of generations no entry names, and any beyond a live table's end.
+    slots_delete = [k for k in current.slots if k.slot >= live.get(k[:2], 0)]  # k[:2]: (service_id, gen)
 
     members_put = {k: v for k, v in members_want.items() if current.members.get(k) != v}
     members_delete = [k for k in current.members if k not in members_want]
@@ -268,23 +329,209 @@ def plan(desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
             continue
         flushes.append((_vip(key), key.port, current.backends[m.backend_id]))
 
-    local_want = {int(a) for a in desired.local_addresses}
-    cidrs_want = {_new(CidrKey, (c.prefixlen, int(c.network_address))) for c in desired.pod_cidrs}
-    result = Plan(
+    result = _finish(desired, current, dict(
         nft_put=nft_put, slots_put=slots_put, members_put=members_put,
-        local_put=local_want - current.local_addresses,
-        cidrs_put=cidrs_want - current.pod_cidrs, ranges_put=ranges_want - current.source_ranges,
-        fresh_ids=svc_ids.fresh,
+        ranges_put=ranges_want - current.source_ranges, fresh_ids=svc_ids.fresh,
         services_put=services_put, services_delete=services_delete, slots_delete=slots_delete,
         members_delete=members_delete, removed_ids=removed_ids,
-        local_delete=current.local_addresses - local_want,
-        cidrs_delete=current.pod_cidrs - cidrs_want, ranges_delete=current.source_ranges - ranges_want,
-        nft_delete=nft_delete,
-        service_ids=service_ids, names=names, udp_flushes=flushes,
-    )
+        ranges_delete=current.source_ranges - ranges_want, nft_delete=nft_delete,
+        service_ids={k: p.val.id for k, p in parts.items()}, names=names, udp_flushes=flushes))
+    return result, parts
+
+
+def _finish(desired: Dataplane, current: Current, fields: dict) -> Plan:
+    local_want = {int(a) for a in desired.local_addresses}
+    cidrs_want = {_new(CidrKey, (c.prefixlen, int(c.network_address))) for c in desired.pod_cidrs}
+    result = Plan(local_put=local_want - current.local_addresses, local_delete=current.local_addresses - local_want,
+                  cidrs_put=cidrs_want - current.pod_cidrs, cidrs_delete=current.pod_cidrs - cidrs_want, **fields)
     check_capacity(result, current)
     return result
 
+
+class Tracker:
+    """Plans like `plan`, but only for the frontends whose Service value
+    changed since the last plan applied (kube-proxy's change tracking):
+    each frontend's share of the maps is kept from the plan that wrote it,
+    with a count of the frontends naming each backend. It trusts that the
+    kernel holds what it was last told (`applied`); given any other
+    `current` (a fresh read of the maps, a failed apply), it compares
+    everything, as `plan` does. The plans are `plan`'s, field for field."""
+
+    def __init__(self):
+        self._state: Current | None = None  # what the last applied plan left
+        self._marks: MarkConfig | None = None
+        self._parts: dict[ServiceKey, _Part] = {}
+        self._keys: dict[int, ServiceKey] = {}   # id(Service) -> key, checked against the part
+        self._refs: dict[Endpoint, int] = {}     # frontends naming each backend
+        self._bids: dict[Endpoint, int] = {}
+        self._sids: _Ids | None = None
+        self._backend_ids: _Ids | None = None
+        self._service_ids: dict[ServiceKey, int] = {}
+        self._names: dict[int, str] = {}
+        self._pending: tuple | None = None
+
+    def plan(self, desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
+        trusted = current is self._state and marks == self._marks
+        self._state = self._pending = None  # until `applied`
+        if not trusted:
+            p, parts = _plan_all(desired, current, marks)
+            self._pending = (p, parts, marks, None, current)
+            return p
+        return self._plan_changes(desired, current, marks)
+
+    def applied(self, p: Plan, state: Current) -> None:
+        """`p`, the last plan made, is written; the kernel holds `state`."""
+        if self._pending is None or self._pending[0] is not p:
+            return
+        _, parts, marks, delta, before = self._pending
+        self._pending = None
+        if delta is None:  # a full plan: index it all again
+            self._parts = parts
+            self._refs = {}
+            for part in parts.values():
+                for ep in part.endpoints:
+                    self._refs[ep] = self._refs.get(ep, 0) + 1
+            self._bids = {ep: bid for bid, ep in state.backends.items()}
+            self._sids = _Ids({k: v.id for k, v in state.services.items()}, 2**31, "service")
+            self._backend_ids = _Ids(self._bids, marks.max_backend_id, "backend")
+            self._keys = {id(part.svc): key for key, part in parts.items()}
+        else:
+            for key, part in parts.items():
+                was = self._parts.get(key)
+                if was is not None and was.svc is not part.svc:
+                    self._keys.pop(id(was.svc), None)
+                self._parts[key] = part
+            for key in p.services_delete:
+                self._keys.pop(id(self._parts.pop(key).svc), None)
+            for ep, d in delta.items():
+                n = self._refs.get(ep, 0) + d
+                if n:
+                    self._refs[ep] = n
+                else:
+                    self._refs.pop(ep, None)
+            self._bids.update(self._backend_ids.new)
+            for bid in p.nft_delete:
+                del self._bids[before.backends[bid]]
+                self._backend_ids.release(bid)
+            self._sids.current.update(self._sids.new)
+            for key in p.services_delete:
+                del self._sids.current[key]
+            for sid in p.removed_ids:
+                self._sids.release(sid)
+            for ids in (self._sids, self._backend_ids):
+                ids.new, ids.fresh = {}, []
+            for key, part in parts.items():
+                self._keys[id(part.svc)] = key
+        self._service_ids, self._names = p.service_ids, p.names
+        self._state, self._marks = state, marks
+
+    def _plan_changes(self, desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
+        parts, sids, bids = self._parts, self._sids, self._backend_ids
+        sids.new, sids.fresh, bids.new, bids.fresh = {}, [], {}, []
+        keys = self._keys
+
+        def known(svc: Service) -> ServiceKey | None:
+            # By id(): a hint only, good while that very Service is the part's.
+            key = keys.get(id(svc))
+            was = parts.get(key) if key is not None else None
+            return key if was is not None and was.svc is svc else None
+
+        ordered = _ordered(desired, known)
+        twins = {key[:3] for _, key in ordered if key.scope == layout.SCOPE_POD}
+        groups = _groups(ordered, sids.get)
+
+        changed: dict[ServiceKey, _Part] = {}
+        services_put: dict[ServiceKey, ServiceVal] = {}
+        slots_put: dict[SlotKey, SlotVal] = {}
+        members_put: dict[MemberKey, SlotVal] = {}
+        members_delete: list[MemberKey] = []
+        slots_delete: list[SlotKey] = []
+        ranges_put: set[RangeKey] = set()
+        ranges_delete: set[RangeKey] = set()
+        delta: dict[Endpoint, int] = {}
+        flushes: list[Flush] = []
+        names: dict[int, str] | None = None
+        wanted = set()
+        for svc, key in ordered:
+            wanted.add(key)
+            sid = sids.get(key)
+            twin = key.scope == layout.SCOPE_ANY and key[:3] in twins
+            aff = _affinity_id(svc, groups)
+            was = parts.get(key)
+            if was is not None and was.twin == twin and was.affinity_id == aff and (was.svc is svc or was.svc == svc):
+                if was.svc is not svc:
+                    changed[key] = was._replace(svc=svc)
+                continue
+            old = current.services.get(key)
+            part, new_slots = _part(svc, key, sid, twin, aff, old, current.slots, bids.get)
+            changed[key] = part
+            if names is None:
+                names = dict(self._names)
+            names[sid] = svc.name or svc.key_text
+            slots_put.update(new_slots)
+            if old != part.val:
+                services_put[key] = part.val
+            flush = _new_flush(key, part, old)
+            if flush:
+                flushes.append(flush)
+            old_members = was.members if was is not None else {}
+            for k, v in part.members.items():
+                if old_members.get(k) != v:
+                    members_put[k] = v
+            gone = [k for k in old_members if k not in part.members]
+            members_delete += gone
+            if key.proto == UDP:
+                flushes += [(_vip(key), key.port, current.backends[m.backend_id]) for m in gone]
+            if was is not None:
+                if part.val.gen != old.gen:
+                    slots_delete += [_new(SlotKey, (sid, old.gen, i)) for i in range(old.slot_count)]
+                ranges_delete |= was.ranges - part.ranges
+                for ep in was.endpoints:
+                    delta[ep] = delta.get(ep, 0) - 1
+            ranges_put |= part.ranges - (was.ranges if was is not None else frozenset())
+            for ep in part.endpoints:
+                delta[ep] = delta.get(ep, 0) + 1
+
+        services_delete = [k for k in parts if k not in wanted] if len(wanted) != len(parts) or sids.fresh else []
+        removed_ids = []
+        for key in services_delete:
+            was = parts[key]
+            old = current.services[key]
+            removed_ids.append(old.id)
+            slots_delete += [_new(SlotKey, (old.id, old.gen, i)) for i in range(old.slot_count)]
+            members_delete += list(was.members)
+            ranges_delete |= was.ranges
+            for ep in was.endpoints:
+                delta[ep] = delta.get(ep, 0) - 1
+            if key.proto == UDP:
+                flushes.append((_vip(key), key.port, None))
+        if services_delete:
+            names = dict(names if names is not None else self._names)
+            for sid in removed_ids:
+                names.pop(sid, None)
+
+        nft_put: dict[int, Endpoint] = {}
+        nft_delete: list[int] = []
+        for ep, d in delta.items():
+            if not d:
+                continue
+            before = self._refs.get(ep, 0)
+            if before and not before + d:
+                nft_delete.append(self._bids[ep])
+            elif not before:
+                nft_put[bids.get(ep)] = ep
+        service_ids = self._service_ids
+        if services_delete or sids.fresh:
+            service_ids = {k: sids.get(k) for _, k in ordered}
+        result = _finish(desired, current, dict(
+            nft_put=nft_put, slots_put=slots_put, members_put=members_put,
+            ranges_put=ranges_put, fresh_ids=list(sids.fresh),
+            services_put=services_put, services_delete=services_delete, slots_delete=slots_delete,
+            members_delete=members_delete, removed_ids=removed_ids, ranges_delete=ranges_delete,
+            nft_delete=nft_delete, service_ids=service_ids,
+            names=names if names is not None else self._names, udp_flushes=flushes))
+        self._pending = (result, changed, marks, delta, current)
+        return result
 
 def _vip(key: ServiceKey) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(key.addr) if key.addr else None
@@ -333,16 +580,33 @@ class NftView:
     SETS = ("frontends", "node_frontends", "node_addrs", "vips")
 
     @classmethod
-    def of(cls, cur: Current) -> "NftView":
+    def of(cls, cur: Current, outs: Mapping[int, "Output"] | None = None, backends=None) -> "NftView":
         exact = [k for k in cur.services if k.addr]
         return cls(
-            backends=dict(cur.backends),
+            backends=dict(cur.backends) if backends is None else backends,
             frontends=frozenset((k.addr, k.proto, k.port) for k in exact),
             node_frontends=frozenset((k.proto, k.port) for k in cur.services if not k.addr),
             node_addrs=frozenset(cur.local_addresses),
             vips=frozenset(k.addr for k in exact) - frozenset(cur.local_addresses),
-            outputs=outputs(cur),
+            outputs=outputs(cur) if outs is None else outs,
         )
+
+    def after(self, before: Current, target: Current, p: Plan) -> "NftView":
+        """The view of `target` (= after(before, p)), with only the outputs
+        of frontends `p` touches made again. `self` is the view of `before`."""
+        touched = set(p.services_put) | set(p.services_delete)
+        ranged = {r.service_id for r in p.ranges_put | p.ranges_delete}
+        if ranged:
+            touched |= {k for k, sid in p.service_ids.items() if sid in ranged}
+        outs = dict(self.outputs)
+        for key in {_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched}:
+            was = before.services.get(key)
+            if was is not None:
+                outs.pop(was.id, None)
+        made = outputs(target, only={_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched})
+        outs.update(made)
+        # target.backends is a dict of its own (after() copies): shared, not copied again.
+        return NftView.of(target, outs, target.backends)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,28 +628,29 @@ class Output:
 _OUT_MASQ = layout.SVC_MASQ_ALL | layout.SVC_MASQ_OFF_POD
 
 
-def outputs(cur: Current) -> dict[int, Output]:
-    """One Output per frontend, keyed by its scope "any" entry's id, served
-    from the scope "pod" twin where there is one (kube-proxy sends the node's
-    own traffic to a Local policy's external address to all endpoints, and
-    masquerades it), else from that entry. The node's address is never a
-    pod's, so "off-pod" masquerade applies."""
-    slots: dict[tuple[int, int], dict[int, SlotVal]] = {}
-    for k, v in cur.slots.items():
-        slots.setdefault((k.service_id, k.gen), {})[k.slot] = v
+def outputs(cur: Current, only: Iterable[ServiceKey] | None = None) -> dict[int, Output]:
+    """One Output per frontend (or per frontend of `only` that exists), keyed
+    by its scope "any" entry's id, served from the scope "pod" twin where
+    there is one (kube-proxy sends the node's own traffic to a Local
+    policy's external address to all endpoints, and masquerades it), else
+    from that entry. The node's address is never a pod's, so "off-pod"
+    masquerade applies."""
     ranges: dict[int, list[tuple[int, int]]] = {}
     for r in cur.source_ranges:
         ranges.setdefault(r.service_id, []).append((r.addr, r.prefixlen - 32))
+    if only is None:
+        keys = cur.services.items()
+    else:
+        keys = [(k, cur.services[k]) for k in only if k in cur.services]
     out = {}
-    for key, val in cur.services.items():
+    for key, val in keys:
         if key.scope != layout.SCOPE_ANY:
             continue
         twin = None
         if val.flags & layout.SVC_POD_VARIANT:
             twin = cur.services.get(_new(ServiceKey, (key.addr, key.port, key.proto, layout.SCOPE_POD)))
         entry = twin or val
-        table = slots.get((entry.id, entry.gen), {})
-        picked = [table.get(i) for i in range(entry.slot_count)]
+        picked = [cur.slots.get(_new(SlotKey, (entry.id, entry.gen, i))) for i in range(entry.slot_count)]
         if None in picked or any(s.backend_id not in cur.backends for s in picked):
             picked = []  # a torn table (mid-apply): nothing rather than a wrong choice
         masq = twin is not None or bool(entry.flags & _OUT_MASQ) or any(s.flags & layout.SLOT_MASQ for s in picked)
@@ -422,18 +687,24 @@ class NftChange:
                     or any(self.add.values()) or any(self.delete.values()))
 
 
-def nft_changes(old: NftView, new: NftView) -> tuple[NftChange, NftChange]:
+def nft_changes(old: NftView, new: NftView, p: Plan | None = None) -> tuple[NftChange, NftChange]:
     """Two steps from old to new: additions go before the maps change (a
     frontend's decision must find its backend and its frontend entry), and
-    deletions after (nothing marks for them any more)."""
-    put = {bid: ep for bid, ep in new.backends.items() if old.backends.get(bid) != ep}
+    deletions after (nothing marks for them any more). p: the plan that
+    leads from old to new, whose backend changes are then taken as they are
+    instead of comparing every backend."""
+    if p is None:
+        put = {bid: ep for bid, ep in new.backends.items() if old.backends.get(bid) != ep}
+        gone = {bid: ep for bid, ep in old.backends.items() if bid not in new.backends}
+    else:
+        put = dict(p.nft_put)
+        gone = {bid: old.backends[bid] for bid in p.nft_delete}
     replaced = {bid: old.backends[bid] for bid in put if bid in old.backends}
-    gone = {bid: ep for bid, ep in old.backends.items() if bid not in new.backends}
     adds = {s: getattr(new, s) - getattr(old, s) for s in NftView.SETS}
     dels = {s: getattr(old, s) - getattr(new, s) for s in NftView.SETS}
     empty = {s: frozenset() for s in NftView.SETS}
     # The output path does not read the maps: all of it goes in the first step.
-    out_put = {sid: o for sid, o in new.outputs.items() if old.outputs.get(sid) != o}
+    out_put = {sid: o for sid, o in new.outputs.items() if (was := old.outputs.get(sid)) is not o and was != o}
     out_old = {sid: old.outputs[sid] for sid in out_put if sid in old.outputs}
     out_gone = {sid: o for sid, o in old.outputs.items() if sid not in new.outputs}
     return (NftChange(put, replaced, adds, empty, out_put, out_old, out_gone),

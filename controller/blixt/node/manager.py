@@ -27,7 +27,7 @@ from blixt.bpfman import client as bpfman
 from blixt.dataplane import layout
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Dataplane
-from blixt.dataplane.plan import Current, NftView, Plan, after, nft_changes, plan
+from blixt.dataplane.plan import Current, NftView, Plan, Tracker, after, nft_changes
 
 from . import bpf, conntrack, links
 from .nft import NatTable, NftError
@@ -139,6 +139,7 @@ class Manager:
         # apply; refresh() reads it again (the agent does on resync).
         self._state: Current | None = None
         self._view: NftView | None = None  # NftView.of(self._state), kept with it
+        self._tracker = Tracker()  # plans only the frontends that changed
 
     @classmethod
     def over_pinned_maps(cls, maps: dict[str, bpf.PinnedMap], settings: Settings) -> "Manager":
@@ -302,12 +303,13 @@ class Manager:
         state = self._state if self._state is not None else self.refresh()
         old_view = self._view if self._view is not None else NftView.of(state)
         with _gc_paused():
-            p = plan(desired, state, self.settings.marks)
+            p = self._tracker.plan(desired, state, self.settings.marks)
             if p.empty:
+                self._tracker.applied(p, state)
                 return p
             target = after(state, p)
-            view = NftView.of(target)
-        additions, deletions = nft_changes(old_view, view)
+            view = old_view.after(state, target, p)
+            additions, deletions = nft_changes(old_view, view, p)
         self._state = self._view = None  # unknown until every write below has gone through
         L = layout
         m = self.maps
@@ -329,6 +331,7 @@ class Manager:
         _delete(m["blixt_source_ranges"], map(L.SourceRangeKey.pack, p.ranges_delete))
         self._nft_update(deletions, view)
         self._state, self._view = target, view
+        self._tracker.applied(p, target)
         conntrack.flush_udp(self.settings.netns, p.udp_flushes)
         log.info("dataplane applied: %s", p.summary())
         return p
