@@ -143,3 +143,26 @@ def test_services_get_what_gateways_leave_and_the_youngest_service_is_left_out()
 def test_default_budget_leaves_ordinary_translations_alone():
     t = run(*gateways_with_backends(2, 3))
     assert not t.unfit and len(t.dataplane.services) == 2
+
+
+def test_a_memo_gives_the_result_fit_gives_without_it():
+    """The memo reuses a unit's measure only while it is made of the very
+    same Service objects: changed, added, removed and shared backends all
+    come out as fit() without a memo says."""
+    from blixt.dataplane.fit import Memo
+    tight = Budget(services=6, slots=20, members=20, backends=7, source_ranges=2)
+    units = {"a": (svc(1, 1, 2, 3),), "b": (svc(2, 3, 4), svc(3, 4)), "c": (svc(4, 5, 6, 7, 8),)}
+    memo = Memo()
+    steps = [
+        lambda u: None,
+        lambda u: u.update(b=(svc(2, 3, 4), svc(3, 4))),           # equal, new objects
+        lambda u: u.update(a=(svc(1, 1, 2, 3, 9, 10, 11),)),        # grows: c no longer fits
+        lambda u: u.pop("a"),                                       # c fits again
+        lambda u: u.update(d=(svc(5, *range(1, 40)),)),             # too big for the budget
+        lambda u: u.update(b=(svc(2, 3, 4, ranges=("10.0.0.0/8", "11.0.0.0/8", "12.0.0.0/8")),)),
+    ]
+    for change in steps:
+        change(units)
+        got = fit(list(units.items()), tight, memo)
+        assert got == fit(list(units.items()), tight)
+    assert set(memo.entries) == set(units)  # gone units are forgotten

@@ -76,22 +76,48 @@ def _slots(svc: Service) -> int:
     return sum(slot_counts([b.weight for b in svc.backends if b.weight > 0]))
 
 
-def fit(units: Iterable[tuple[Hashable, Sequence[Service]]], budget: Budget) -> Fitted:
-    """Keep each unit, in order, whose frontends still fit beside those kept."""
+class Memo:
+    """What fit() measured of each unit, kept between calls: a unit made of
+    the very same Service objects as last time (the proxy translation's memo
+    keeps them) is not measured again."""
+
+    def __init__(self):
+        self.entries: dict[Hashable, tuple] = {}
+
+
+def _measure(services: Sequence[Service]) -> tuple[dict[str, int], frozenset] | str:
+    """A unit's needs but backends, and its endpoints; or why it can never fit."""
+    live = [b for s in services for b in s.backends if b.weight > 0]
+    try:
+        slots = sum(_slots(s) for s in services)
+    except ValueError as e:  # more weighted backends than one slot table holds
+        return str(e)
+    return ({"services": len(services), "slots": slots, "members": len(live),
+             "source_ranges": sum(len(s.source_ranges) for s in services)},
+            frozenset(b.endpoint for b in live))
+
+
+def fit(units: Iterable[tuple[Hashable, Sequence[Service]]], budget: Budget, memo: Memo | None = None) -> Fitted:
+    """Keep each unit, in order, whose frontends still fit beside those kept.
+    memo: reuse what an earlier call measured of unchanged units (same result)."""
     kept: list[Service] = []
     unfit: dict[Hashable, str] = {}
     used = dict.fromkeys(_FIELDS, 0)
     endpoints: set = set()
+    seen: dict[Hashable, tuple] = {}
     for uid, services in units:
-        live = [b for s in services for b in s.backends if b.weight > 0]
-        new_endpoints = {b.endpoint for b in live} - endpoints
-        try:
-            slots = sum(_slots(s) for s in services)
-        except ValueError as e:  # more weighted backends than one slot table holds
-            unfit[uid] = str(e)
+        hit = memo.entries.get(uid) if memo is not None else None
+        if hit is not None and len(hit[0]) == len(services) and all(a is b for a, b in zip(hit[0], services)):
+            measured = hit[1]
+        else:
+            measured = _measure(services)
+        seen[uid] = (tuple(services), measured)
+        if isinstance(measured, str):
+            unfit[uid] = measured
             continue
-        need = {"services": len(services), "slots": slots, "members": len(live),
-                "backends": len(new_endpoints), "source_ranges": sum(len(s.source_ranges) for s in services)}
+        need, eps = measured
+        new_endpoints = eps - endpoints
+        need = {**need, "backends": len(new_endpoints)}
         over = [f for f in _FIELDS if used[f] + need[f] > getattr(budget, f)]
         if over:
             f = over[0]
@@ -102,4 +128,6 @@ def fit(units: Iterable[tuple[Hashable, Sequence[Service]]], budget: Budget) -> 
             used[f] += need[f]
         endpoints |= new_endpoints
         kept.extend(services)
+    if memo is not None:
+        memo.entries = seen
     return Fitted(tuple(kept), unfit, Budget(**used))

@@ -100,6 +100,10 @@ class Service:
             seen.add(b.endpoint)
         if not isinstance(self.affinity_timeout, int) or not 0 <= self.affinity_timeout <= 86400:
             raise ValueError(f"service {self.key_text} affinity_timeout must be 0..86400 s")
+        # `key` with the address as an int, for sets and dicts over many
+        # services: an IPv4Address hashes in Python code, an int in C.
+        object.__setattr__(self, "fast_key", (int(self.address) if self.address is not None else -1,
+                                              self.port, self.protocol, self.scope))
 
     @property
     def key(self) -> tuple[ipaddress.IPv4Address | None, int, str, str]:
@@ -129,11 +133,11 @@ class Dataplane:
         object.__setattr__(self, "pod_cidrs", cidrs)
         seen = set()
         for s in self.services:
-            if s.key in seen:
+            if s.fast_key in seen:
                 raise ValueError(f"service {s.key_text} appears twice")
-            seen.add(s.key)
+            seen.add(s.fast_key)
         for s in self.services:
-            if s.scope == "pod" and (s.address, s.port, s.protocol, "any") not in seen:
+            if s.scope == "pod" and (*s.fast_key[:3], "any") not in seen:
                 raise ValueError(f"service {s.key_text} has no entry for other sources")
 
     @classmethod

@@ -69,7 +69,7 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
     checks: tuple = ()
     if services is not None:
         proxied = proxy.build(snapshot.services, index.slices, services, proxy_memo)
-        svc_fit = fit(proxied.units, budget.minus(gw_fit.used))
+        svc_fit = fit(proxied.units, budget.minus(gw_fit.used), proxy_memo.fit if proxy_memo is not None else None)
         unfit.update((ObjectRef("Service", *key), why) for key, why in svc_fit.unfit.items())
         planes, skipped = dataplane.merge(svc_fit.kept, planes, proxied.skipped)
         checks = proxied.health_checks

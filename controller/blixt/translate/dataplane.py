@@ -44,11 +44,11 @@ def merge(services, gateways: Dataplane, skipped=()) -> tuple[Dataplane, tuple[s
     """Kubernetes Services' frontends beside the Gateways'. A Gateway address
     and port that a Service already serves is left to the Service (the
     address is the Service's, by kube-proxy's rules), and said so."""
-    taken = {s.key[:3] for s in services}
+    taken = {s.fast_key[:3] for s in services}
     notes = list(skipped)
     kept = []
     for g in gateways.services:
-        if g.key[:3] in taken:
+        if g.fast_key[:3] in taken:
             notes.append(f"{g.name}: {g.key_text} is a Service's frontend; the Service wins")
         else:
             kept.append(g)

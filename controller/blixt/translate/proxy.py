@@ -28,6 +28,7 @@ import dataclasses
 import ipaddress
 from typing import Iterable, Mapping
 
+from blixt.dataplane import fit
 from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
 from blixt.dataplane.model import Backend, Service
 
@@ -77,6 +78,7 @@ class Memo:
 
     def __init__(self):
         self.entries: dict[NsName, tuple] = {}
+        self.fit = fit.Memo()  # and what the fit measured of each Service's frontends
 
     def get(self, key: NsName, obj: dict, slices: tuple, opts: ProxyOptions):
         hit = self.entries.get(key)
@@ -114,14 +116,14 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
         if check is not None and check.port not in checks:
             checks[check.port] = check
         for svc in made_services:
-            if svc.key in taken:
+            if svc.fast_key in taken:
                 skipped.append(f"{svc.name}: {svc.key_text} is already served by another Service")
                 continue
-            taken.add(svc.key)
+            taken.add(svc.fast_key)
             out.setdefault(key, []).append(svc)
     # A twin whose main entry lost a conflict has nothing to stand in for.
-    mains = {s.key[:3] for unit in out.values() for s in unit if s.scope == "any"}
-    units = [(key, tuple(s for s in unit if s.key[:3] in mains))
+    mains = {s.fast_key[:3] for unit in out.values() for s in unit if s.scope == "any"}
+    units = [(key, tuple(s for s in unit if s.fast_key[:3] in mains))
              for key, unit in sorted(out.items(), key=lambda kv: age_key(service_objs[kv[0]]))]
     if memo is not None:
         memo.keep_only(service_objs)
