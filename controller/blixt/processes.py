@@ -18,7 +18,7 @@ from typing import Callable
 from blixt import translate
 from blixt.dataplane.fit import Budget
 from blixt.dataplane.model import Dataplane
-from blixt.dataplane.plan import describe, service_key
+from blixt.dataplane.plan import describe
 from blixt.node.frontend_metrics import FrontendCollector
 from blixt.node.health_servers import ProxyHealth, ServiceHealth
 from blixt.node.manager import Manager
@@ -194,11 +194,10 @@ class Agent:
             self.service_health.sync(result.health_checks)
         self.frontend_metrics.track(plan)
         metrics.DATAPLANE_SERVICES.set(len(desired.services))
-        metrics.DATAPLANE_BACKENDS.set(len({b.endpoint for s in desired.services for b in s.backends}))
+        metrics.DATAPLANE_BACKENDS.set(self.manager.backend_count)
         if not plan.empty:
-            by_key = {service_key(s): s for s in desired.services}
             for key in plan.services_put:
-                svc = by_key[key]
+                svc = plan.changed[key]
                 log.info("service %s (%s) -> %s", svc.name, svc.key_text,
                          ", ".join(f"{b.address}:{b.port}*{b.weight}" for b in svc.backends if b.weight)
                          or "no backends: reject")

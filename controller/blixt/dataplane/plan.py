@@ -88,6 +88,7 @@ class Plan:
     service_ids: dict[ServiceKey, int]      # for logs and metrics
     names: dict[int, str]                   # service id -> Service.name
     udp_flushes: list[Flush] = dataclasses.field(default_factory=list)  # 9. conntrack
+    changed: Mapping[ServiceKey, Service] = dataclasses.field(default_factory=dict)  # services_put's, for logs
 
     @property
     def empty(self) -> bool:
@@ -329,7 +330,7 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
             continue
         flushes.append((_vip(key), key.port, current.backends[m.backend_id]))
 
-    result = _finish(desired, current, dict(
+    result = _finish(desired, current, parts, dict(
         nft_put=nft_put, slots_put=slots_put, members_put=members_put,
         ranges_put=ranges_want - current.source_ranges, fresh_ids=svc_ids.fresh,
         services_put=services_put, services_delete=services_delete, slots_delete=slots_delete,
@@ -339,11 +340,12 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
     return result, parts
 
 
-def _finish(desired: Dataplane, current: Current, fields: dict) -> Plan:
+def _finish(desired: Dataplane, current: Current, parts: Mapping[ServiceKey, _Part], fields: dict) -> Plan:
     local_want = {int(a) for a in desired.local_addresses}
     cidrs_want = {_new(CidrKey, (c.prefixlen, int(c.network_address))) for c in desired.pod_cidrs}
     result = Plan(local_put=local_want - current.local_addresses, local_delete=current.local_addresses - local_want,
-                  cidrs_put=cidrs_want - current.pod_cidrs, cidrs_delete=current.pod_cidrs - cidrs_want, **fields)
+                  cidrs_put=cidrs_want - current.pod_cidrs, cidrs_delete=current.pod_cidrs - cidrs_want,
+                  changed={k: parts[k].svc for k in fields["services_put"]}, **fields)
     check_capacity(result, current)
     return result
 
@@ -465,9 +467,11 @@ class Tracker:
             old = current.services.get(key)
             part, new_slots = _part(svc, key, sid, twin, aff, old, current.slots, bids.get)
             changed[key] = part
-            if names is None:
-                names = dict(self._names)
-            names[sid] = svc.name or svc.key_text
+            name = svc.name or svc.key_text
+            if (names if names is not None else self._names).get(sid) != name:
+                if names is None:
+                    names = dict(self._names)  # copied on write: plans hand theirs out
+                names[sid] = name
             slots_put.update(new_slots)
             if old != part.val:
                 services_put[key] = part.val
@@ -523,7 +527,7 @@ class Tracker:
         service_ids = self._service_ids
         if services_delete or sids.fresh:
             service_ids = {k: sids.get(k) for _, k in ordered}
-        result = _finish(desired, current, dict(
+        result = _finish(desired, current, changed, dict(
             nft_put=nft_put, slots_put=slots_put, members_put=members_put,
             ranges_put=ranges_put, fresh_ids=list(sids.fresh),
             services_put=services_put, services_delete=services_delete, slots_delete=slots_delete,

@@ -46,9 +46,14 @@ class FrontendCollector:
     def __init__(self, stats: Callable[[], Mapping[int, layout.Stats]]):
         self._stats = stats
         self._labels: dict[int, tuple[str, str]] = {}
+        self._source: tuple = (None, None)
 
     def track(self, p: Plan) -> None:
-        self._labels = frontend_labels(p)  # one assignment: a scrape sees old or new
+        # Plans share these dicts while no frontend is added, removed or
+        # renamed: then the comparison is by identity, and nothing is redone.
+        if (p.service_ids, p.names) != self._source:
+            self._labels = frontend_labels(p)  # one assignment: a scrape sees old or new
+            self._source = (p.service_ids, p.names)
 
     def _families(self) -> list[CounterMetricFamily]:
         return [CounterMetricFamily(name, text, labels=LABELS) for name, text, _ in SERIES]

@@ -290,6 +290,11 @@ class Manager:
         cur.backends = reader.backends()
         return cur
 
+    @property
+    def backend_count(self) -> int:
+        """Distinct backends (address, port) in the maps and the nft table."""
+        return len(self._state.backends) if self._state is not None else 0
+
     def refresh(self, backends_marks: MarkConfig | None = None) -> Current:
         """Read the maps again and rewrite the nft table from them in one
         transaction (a tampered or deleted table is put right)."""

@@ -29,21 +29,28 @@ def parse_time(text) -> float | None:
         return None
 
 
+def _version(obj: dict) -> str:
+    return (obj.get("metadata") or {}).get("resourceVersion") or ""
+
+
 class ProgrammingLatency:
     def __init__(self):
-        self._seen: dict[Hashable, str] | None = None  # slice key -> resourceVersion
+        self._seen: dict[Hashable, dict] | None = None  # slice key -> the slice
 
     def programmed(self, slices: Mapping[Hashable, dict], now: float) -> list[float]:
         """The latencies of the slices that changed since the last call, now
         that a pass including them has been applied (now: epoch seconds)."""
-        seen = {k: (s.get("metadata") or {}).get("resourceVersion") or "" for k, s in slices.items()}
+        # The watch cache replaces an object that changes: the same object is
+        # the same version. A new object of the same version (a relist) is not
+        # a change either.
         first, previous = self._seen is None, self._seen or {}
-        self._seen = seen
+        self._seen = dict(slices)
         if first:
             return []
         out = []
-        for key, rv in seen.items():
-            if previous.get(key) == rv:
+        for key, obj in slices.items():
+            was = previous.get(key)
+            if was is obj or was is not None and _version(was) == _version(obj):
                 continue
             annotations = (slices[key].get("metadata") or {}).get("annotations") or {}
             t = parse_time(annotations.get(TRIGGER_TIME)) if isinstance(annotations, dict) else None
