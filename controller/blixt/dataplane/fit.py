@@ -94,7 +94,7 @@ def _measure(services: Sequence[Service]) -> tuple[dict[str, int], frozenset] | 
         return str(e)
     return ({"services": len(services), "slots": slots, "members": len(live),
              "source_ranges": sum(len(s.source_ranges) for s in services)},
-            frozenset(b.endpoint for b in live))
+            frozenset((b.address._ip, b.port) for b in live))  # ints: hashed in C
 
 
 def fit(units: Iterable[tuple[Hashable, Sequence[Service]]], budget: Budget, memo: Memo | None = None) -> Fitted:

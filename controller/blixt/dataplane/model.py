@@ -95,9 +95,10 @@ class Service:
         object.__setattr__(self, "backends", tuple(self.backends))
         seen = set()
         for b in self.backends:
-            if b.endpoint in seen:
+            ep = (b.address._ip, b.port)  # an int: IPv4Address hashes in Python code
+            if ep in seen:
                 raise ValueError(f"service {self.key_text} lists backend {b.address}:{b.port} twice")
-            seen.add(b.endpoint)
+            seen.add(ep)
         if not isinstance(self.affinity_timeout, int) or not 0 <= self.affinity_timeout <= 86400:
             raise ValueError(f"service {self.key_text} affinity_timeout must be 0..86400 s")
         # `key` with the address as an int, for sets and dicts over many

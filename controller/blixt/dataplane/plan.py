@@ -39,6 +39,9 @@ MemberKey = layout.MemberKey.Record
 CidrKey = layout.CidrKey.Record
 RangeKey = layout.SourceRangeKey.Record
 Endpoint = tuple[ipaddress.IPv4Address, int]
+# An endpoint as (address as an int, port), the key of dicts over every
+# backend: an IPv4Address hashes in Python code, an int in C.
+EpKey = tuple[int, int]
 
 UDP = PROTOCOLS["udp"]
 _new = tuple.__new__
@@ -197,7 +200,7 @@ class _Part(NamedTuple):
     affinity_id: int
     val: ServiceVal
     members: dict[MemberKey, SlotVal]
-    endpoints: tuple[Endpoint, ...]  # its live backends'
+    endpoints: dict[EpKey, Endpoint]  # its live backends'
     ranges: frozenset[RangeKey]
 
 
@@ -209,7 +212,7 @@ def _part(svc: Service, key: ServiceKey, sid: int, twin: bool, affinity_id: int,
     entries: list[SlotVal] = []
     live = [b for b in svc.backends if b.weight > 0]
     for b in live:
-        bid = backend_id(b.endpoint)
+        bid = backend_id((b.address._ip, b.port))
         # tuple.__new__: a Record without the Python-level __new__ (hot loop).
         val = _new(SlotVal, (bid, layout.SLOT_MASQ if b.masquerade else 0, sid, int(b.address)))
         members[_new(MemberKey, (sid, bid))] = val
@@ -225,7 +228,12 @@ def _part(svc: Service, key: ServiceKey, sid: int, twin: bool, affinity_id: int,
     val = _new(ServiceVal, (sid, gen, len(table), _flags(svc, twin), svc.affinity_timeout, affinity_id, *key))
     ranges = frozenset(_new(RangeKey, (32 + net.prefixlen, sid, int(net.network_address)))
                        for net in svc.source_ranges)
-    return _Part(svc, twin, affinity_id, val, members, tuple(b.endpoint for b in live), ranges), new_slots
+    return _Part(svc, twin, affinity_id, val, members, {(b.address._ip, b.port): b.endpoint for b in live},
+                 ranges), new_slots
+
+
+def _by_endpoint(backends: Mapping[int, Endpoint]) -> dict[EpKey, int]:
+    return {(ep[0]._ip, ep[1]): bid for bid, ep in backends.items()}
 
 
 def _new_flush(key: ServiceKey, part: _Part, old: ServiceVal | None) -> Flush | None:
@@ -273,7 +281,7 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
     cur_services = current.services
     svc_ids = _Ids({k: v.id for k, v in cur_services.items()}, 2**31, "service")
     # nft holds the backend ids that exist; reverse it to reuse them.
-    backend_ids = _Ids({ep: bid for bid, ep in current.backends.items()}, marks.max_backend_id, "backend")
+    backend_ids = _Ids(_by_endpoint(current.backends), marks.max_backend_id, "backend")
 
     services_put: dict[ServiceKey, ServiceVal] = {}
     slots_put: dict[SlotKey, SlotVal] = {}
@@ -295,8 +303,8 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
                                 _affinity_id(svc, groups), old, current.slots, backend_ids.get)
         parts[key] = part
         members_want.update(part.members)
-        for ep in part.endpoints:
-            endpoints_want[backend_ids.get(ep)] = ep
+        for k, ep in part.endpoints.items():
+            endpoints_want[backend_ids.get(k)] = ep
         ranges_want |= part.ranges
         slots_put.update(new_slots)
         if old != part.val:
@@ -364,8 +372,8 @@ class Tracker:
         self._marks: MarkConfig | None = None
         self._parts: dict[ServiceKey, _Part] = {}
         self._keys: dict[int, ServiceKey] = {}   # id(Service) -> key, checked against the part
-        self._refs: dict[Endpoint, int] = {}     # frontends naming each backend
-        self._bids: dict[Endpoint, int] = {}
+        self._refs: dict[EpKey, int] = {}     # frontends naming each backend
+        self._bids: dict[EpKey, int] = {}
         self._sids: _Ids | None = None
         self._backend_ids: _Ids | None = None
         self._service_ids: dict[ServiceKey, int] = {}
@@ -393,7 +401,7 @@ class Tracker:
             for part in parts.values():
                 for ep in part.endpoints:
                     self._refs[ep] = self._refs.get(ep, 0) + 1
-            self._bids = {ep: bid for bid, ep in state.backends.items()}
+            self._bids = _by_endpoint(state.backends)
             self._sids = _Ids({k: v.id for k, v in state.services.items()}, 2**31, "service")
             self._backend_ids = _Ids(self._bids, marks.max_backend_id, "backend")
             self._keys = {id(part.svc): key for key, part in parts.items()}
@@ -413,7 +421,8 @@ class Tracker:
                     self._refs.pop(ep, None)
             self._bids.update(self._backend_ids.new)
             for bid in p.nft_delete:
-                del self._bids[before.backends[bid]]
+                ep = before.backends[bid]
+                del self._bids[(ep[0]._ip, ep[1])]
                 self._backend_ids.release(bid)
             self._sids.current.update(self._sids.new)
             for key in p.services_delete:
@@ -450,7 +459,8 @@ class Tracker:
         slots_delete: list[SlotKey] = []
         ranges_put: set[RangeKey] = set()
         ranges_delete: set[RangeKey] = set()
-        delta: dict[Endpoint, int] = {}
+        delta: dict[EpKey, int] = {}
+        endpoint: dict[EpKey, Endpoint] = {}
         flushes: list[Flush] = []
         names: dict[int, str] | None = None
         wanted = set()
@@ -493,6 +503,7 @@ class Tracker:
                 for ep in was.endpoints:
                     delta[ep] = delta.get(ep, 0) - 1
             ranges_put |= part.ranges - (was.ranges if was is not None else frozenset())
+            endpoint.update(part.endpoints)
             for ep in part.endpoints:
                 delta[ep] = delta.get(ep, 0) + 1
 
@@ -523,7 +534,7 @@ class Tracker:
             if before and not before + d:
                 nft_delete.append(self._bids[ep])
             elif not before:
-                nft_put[bids.get(ep)] = ep
+                nft_put[bids.get(ep)] = endpoint[ep]
         service_ids = self._service_ids
         if services_delete or sids.fresh:
             service_ids = {k: sids.get(k) for _, k in ordered}

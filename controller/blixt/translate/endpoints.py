@@ -70,7 +70,7 @@ def from_slices(slices: Iterable[dict], name: str, protocol: str, node: str = ""
     each: the first slice to list an ip:port wins, unless a later one puts it
     on this node. Missing conditions count as ready and serving, as the API
     says; only the first address of an endpoint has defined meaning."""
-    found: dict[tuple[ipaddress.IPv4Address, int], Endpoint] = {}
+    found: dict[tuple[int, int], Endpoint] = {}  # by (address as an int, port): hashed in C
     for s in slices:
         if s.get("addressType") != "IPv4":
             continue
@@ -92,8 +92,8 @@ def from_slices(slices: Iterable[dict], name: str, protocol: str, node: str = ""
                 zone_hints=frozenset(z.get("name") for z in hints.get("forZones") or () if z.get("name")),
                 node_hints=frozenset(n.get("name") for n in hints.get("forNodes") or () if n.get("name")),
             )
-            if (ip, port) not in found or e.local(node):
-                found[(ip, port)] = e
+            if (ip._ip, port) not in found or e.local(node):
+                found[(ip._ip, port)] = e
     return tuple(found.values())
 
 

@@ -156,15 +156,21 @@ def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: lis
     for f in fronts:
         by_port[(f.port_name, f.protocol)].append(f)
     out = []
+    # Service ports that resolve to the same port in every slice have the
+    # same endpoints (many ports, one targetPort): worked out once.
+    chosen: dict[tuple, tuple] = {}
     for (port_name, proto), group in by_port.items():
         ns, name = group[0].service
         label = f"service/{ns}/{name}:{port_name or group[0].port}"
         if proto not in SUPPORTED:
             skipped.append(f"{label}: protocol {proto.upper()} is not supported")
             continue
-        eps = endpoints.from_slices(slices, port_name, _API_PROTOCOL[proto], opts.node)
-        sel = endpoints.select(eps, opts.node, opts.zone, uses_cluster, uses_local)
-        cluster, local = _backends(sel.cluster), _backends(sel.local)
+        resolved = tuple(endpoints.slice_port(s, port_name, _API_PROTOCOL[proto]) for s in slices)
+        if resolved not in chosen:
+            eps = endpoints.from_slices(slices, port_name, _API_PROTOCOL[proto], opts.node)
+            sel = endpoints.select(eps, opts.node, opts.zone, uses_cluster, uses_local)
+            chosen[resolved] = (sel, _backends(sel.cluster), _backends(sel.local))
+        sel, cluster, local = chosen[resolved]
         for f in group:
             common = dict(port=f.port, protocol=proto, affinity_timeout=f.affinity_timeout,
                           name=f"{label}/{f.kind}", source_ranges=_ranges(f, opts),
@@ -186,7 +192,10 @@ def _service(obj: dict, slices: Iterable[dict], opts: ProxyOptions, skipped: lis
 
 
 def _backends(eps: Iterable[endpoints.Endpoint]) -> tuple[Backend, ...]:
-    return tuple(sorted({Backend(e.ip, e.port) for e in eps}))
+    # Keyed and sorted by (address as an int, port): Backend's own order, with
+    # no IPv4Address hashed or compared in Python code.
+    unique = {(e.ip._ip, e.port): e for e in eps}
+    return tuple(Backend(unique[k].ip, unique[k].port) for k in sorted(unique))
 
 
 def _ranges(f: services.Frontend, opts: ProxyOptions) -> tuple[ipaddress.IPv4Network, ...]:
