@@ -49,6 +49,7 @@ logged and replayed by hand; and we do not bind to libnftables.so's C ABI.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import socket
@@ -97,8 +98,15 @@ OUT_MAPS = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def _ip(value: int) -> str:
+    # Cached: a script of 10,000 frontends names the same few addresses
+    # 100,000 times, and IPv4Address's str() is Python code.
     return str(IPv4Address(value))
+
+
+def _ep(ep: Endpoint) -> str:
+    return f"{_ip(ep[0]._ip)} . {ep[1]}"
 
 
 def _proto(number: int) -> str:
@@ -370,11 +378,11 @@ class NatTable:
         """Map elements (id -> endpoint) and their twins in the endpoints set."""
         mark = self.marks.backend_mark
         if verb == "add":
-            keys = [f"0x{mark(b):08x} : {ep[0]} . {ep[1]}" for b, ep in backends.items()]
+            keys = [f"0x{mark(b):08x} : {_ep(ep)}" for b, ep in backends.items()]
         else:
             keys = [f"0x{mark(b):08x}" for b in backends]
         return (self._elements(verb, MAP, keys)
-                + self._elements(verb, ENDPOINTS, (f"{ep[0]} . {ep[1]}" for ep in backends.values())))
+                + self._elements(verb, ENDPOINTS, map(_ep, backends.values())))
 
     def _elements(self, verb: str, name: str, items: Iterable[str]) -> list[str]:
         items = list(items)
@@ -480,7 +488,7 @@ def _slot_elements(o: Output) -> tuple[str, list[tuple[str, str]]]:
     if o.affinity or not o.slots:
         return name, []
     head = f"{_ip(addr)} . {port}" if addr else f"{port}"
-    return name, [(f"{head} . {i}", f"{a} . {p}") for i, (a, p) in enumerate(o.slots)]
+    return name, [(f"{head} . {i}", _ep(ep)) for i, ep in enumerate(o.slots)]
 
 
 def _affinity_sets(sid: int, o: Output) -> list[str]:
