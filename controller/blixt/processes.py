@@ -34,6 +34,9 @@ from blixt.kube.status import StatusWriter
 from blixt.kube.watch import Cache
 
 log = logging.getLogger(__name__)
+REFRESH_EVERY = 300.0  # seconds between full reads of the maps (Manager.refresh)
+# Changed frontends a pass logs one by one (more: a summary, each at debug).
+LOG_EACH = 100
 
 
 def snapshot_of(cache: Cache) -> translate.Snapshot:
@@ -45,7 +48,10 @@ class Loop:
     `resync` seconds, until stopped. A failing step is logged and retried
     with a growing delay; the process stays up."""
 
-    def __init__(self, cache: Cache, step: Callable[[], None], resync: float, settle: float = 0.05):
+    # settle: how long a pass waits for more events after the first. Short:
+    # it is added to every change's way to the dataplane, and a pass that
+    # changes little costs little (plan.Tracker).
+    def __init__(self, cache: Cache, step: Callable[[], None], resync: float, settle: float = 0.02):
         self.cache = cache
         self.step = step
         self.resync = resync
@@ -142,6 +148,7 @@ class Agent:
         self.synced_once = threading.Event()
         self.loop = Loop(cache, self.reconcile, resync)
         self._passes = 0
+        self._refreshed = time.monotonic()  # the first pass reads the maps anyway
         self._skipped: tuple[str, ...] = ()
         self._unfit: dict[translate.ObjectRef, str] = {}
         self.latency = ProgrammingLatency()
@@ -166,8 +173,12 @@ class Agent:
                 return
         started = time.monotonic()
         self._passes += 1
-        if self._passes % 50 == 0:
-            self.manager.refresh()  # now and then, trust the kernel over our copy
+        if started - self._refreshed >= REFRESH_EVERY:
+            # Now and then, trust the kernel over our copy (and rewrite the nft
+            # table whole). By time, not by pass: under churn, a full read and
+            # rewrite every few passes would be most of the work.
+            self.manager.refresh()
+            self._refreshed = started
         snapshot = snapshot_of(self.cache)
         result = translate.translate(snapshot, now=utc_now(),
                                      controller_name=self.controller_name, node_name=self.node,
@@ -196,13 +207,17 @@ class Agent:
         metrics.DATAPLANE_SERVICES.set(len(desired.services))
         metrics.DATAPLANE_BACKENDS.set(self.manager.backend_count)
         if not plan.empty:
-            for key in plan.services_put:
-                svc = plan.changed[key]
-                log.info("service %s (%s) -> %s", svc.name, svc.key_text,
-                         ", ".join(f"{b.address}:{b.port}*{b.weight}" for b in svc.backends if b.weight)
-                         or "no backends: reject")
-            for key in plan.services_delete:
-                log.info("service %s removed", describe([key])[0])
+            # Each frontend's line when a few changed; at a full sync of
+            # thousands, the summary (the lines at debug level).
+            level = logging.INFO if len(plan.services_put) + len(plan.services_delete) <= LOG_EACH else logging.DEBUG
+            if log.isEnabledFor(level):
+                for key in plan.services_put:
+                    svc = plan.changed[key]
+                    log.log(level, "service %s (%s) -> %s", svc.name, svc.key_text,
+                            ", ".join(f"{b.address}:{b.port}*{b.weight}" for b in svc.backends if b.weight)
+                            or "no backends: reject")
+                for key in plan.services_delete:
+                    log.log(level, "service %s removed", describe([key])[0])
             log.info("dataplane: %s", plan.summary())
         if not self.synced_once.is_set():
             self.synced_once.set()

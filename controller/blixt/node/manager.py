@@ -298,8 +298,12 @@ class Manager:
     def refresh(self, backends_marks: MarkConfig | None = None) -> Current:
         """Read the maps again and rewrite the nft table from them in one
         transaction (a tampered or deleted table is put right)."""
-        self._state = self.current(backends_marks)
-        self._view = NftView.of(self._state)
+        state = self.current(backends_marks)
+        if state != self._state:
+            # Only a different state is taken: the same one, kept, keeps
+            # the planner's changes-only comparison (plan.Tracker).
+            self._state = state
+            self._view = NftView.of(state)
         self.nft.rebuild(self._view)
         return self._state
 
