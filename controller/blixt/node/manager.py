@@ -14,15 +14,14 @@ is the old program detached and unloaded.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
-import gc
 import hashlib
 import logging
 import os
 from typing import Iterable
 
+from blixt import gc_pause
 from blixt.bpfman import client as bpfman
 from blixt.dataplane import layout
 from blixt.dataplane.marks import MarkConfig
@@ -311,7 +310,7 @@ class Manager:
         """Make the kernel hold `desired`. On a CapacityError nothing is written."""
         state = self._state if self._state is not None else self.refresh()
         old_view = self._view if self._view is not None else NftView.of(state)
-        with _gc_paused():
+        with gc_pause.paused():
             p = self._tracker.plan(desired, state, self.settings.marks)
             if p.empty:
                 self._tracker.applied(p, state)
@@ -377,21 +376,6 @@ class Manager:
                 total.new_flows += s.new_flows
             out[int.from_bytes(k, "little")] = total
         return out
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Planning allocates hundreds of thousands of tuples that form no cycles;
-    the cyclic collector walking the growing heap meanwhile finds nothing
-    (at 10k services x 10 backends, an unchanged apply took about 1.5 s with
-    it and 1.1 s without, tests/bench/README.md)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _put(m: bpf.PinnedMap, key_type, value_type, entries: dict) -> None:

@@ -1,8 +1,10 @@
 """The translation: a Snapshot of API objects in, statuses to write and the
-desired dataplane out. Pure: no I/O, no clock (the caller passes `now`)."""
+desired dataplane out. Pure: no I/O, no clock (the caller passes `now`);
+the cyclic GC is paused while it runs (blixt.gc_pause)."""
 
 from __future__ import annotations
 
+from blixt import gc_pause
 from blixt.dataplane.fit import Budget, fit
 from blixt.dataplane.model import Dataplane
 from blixt.gateway_api import ROUTE_KINDS
@@ -21,6 +23,13 @@ def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER
     budget: what the maps may hold (default: the default mark layout's).
     proxy_memo: kept by a caller that translates again and again (the agent):
     unchanged Services are not translated again; the result is the same."""
+    with gc_pause.paused():
+        return _translate(snapshot, now, controller_name, node_name, services, budget, proxy_memo)
+
+
+def _translate(snapshot: Snapshot, now: str, controller_name: str, node_name: str | None,
+               services: proxy.ProxyOptions | None, budget: Budget | None,
+               proxy_memo: proxy.Memo | None) -> Translation:
     statuses: dict[ObjectRef, dict] = {}
 
     classes = {}
