@@ -289,7 +289,13 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
                 order = PROXIES[r % len(PROXIES):] + PROXIES[:r % len(PROXIES)]
                 row["direct_crr"].append(rate(node, "crr", pod.address, PROBE_PORT, args.seconds))
                 for kind in order:
-                    proxy = Proxy(kind, node, workdir / f"{size}-{r}")
+                    try:
+                        proxy = Proxy(kind, node, workdir / f"{size}-{r}")
+                    except Exception as e:  # noqa: BLE001  (a proxy that never syncs: said, and the run goes on)
+                        row.setdefault("errors", {}).setdefault(kind, []).append(f"round {r + 1}: {e}")
+                        print(f"   round {r + 1} {kind}: {e}", file=sys.stderr)
+                        save(results)
+                        continue
                     try:
                         row["programming"][kind].append(proxy.programming)
                         row["ready"][kind].append(proxy.ready)
@@ -298,8 +304,12 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
                             row["map_memory"].append(proxy.map_memory())
                         row["crr"][kind].append(rate(node, "crr", vip, PROBE_PORT, args.seconds))
                         if size == args.change_size:
-                            row["change"][kind] += changes(node, objects, proxy, args.changes, backends,
-                                                           min(PORTS_PER_SERVICE, size - 1))
+                            try:
+                                row["change"][kind] += changes(node, objects, proxy, args.changes, backends,
+                                                               min(PORTS_PER_SERVICE, size - 1), args.change_budget)
+                            except TimeoutError as e:
+                                row.setdefault("errors", {}).setdefault(kind, []).append(f"round {r + 1}: {e}")
+                                print(f"   round {r + 1} {kind}: {e}", file=sys.stderr)
                         if small:
                             small_round(node, objects, proxy, vip, pod.address, args, results["small"])
                         print(f"   round {r + 1} {kind}: sync {proxy.programming:.3f} s, "
@@ -307,7 +317,7 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
                               f"crr {row['crr'][kind][-1]:.0f}/s", file=sys.stderr)
                     finally:
                         proxy.stop()
-                    save(results)
+                        save(results)
             objects.clear()
     finally:
         server.kill()
@@ -324,19 +334,24 @@ def translation(rounds: int) -> dict:
     return {"gateways": 1000, "routes": 10_000, "seconds": times}
 
 
-def changes(node, objects: Objects, proxy: Proxy, n: int, backends: int, nports: int) -> list[float]:
-    """One endpoint of Service s0 (nports ports) replaced, n times; the sync each caused."""
+def changes(node, objects: Objects, proxy: Proxy, n: int, backends: int, nports: int, budget: float) -> list[float]:
+    """One endpoint of Service s0 (nports ports) replaced, up to n times
+    within `budget` seconds (kube-proxy nftables takes minutes per sync at
+    10,000 frontends); the sync each caused."""
     out = []
     ports = [(f"p{j}", "TCP", ECHO_PORT) for j in range(nports)]
     name = proxy.change_metric()
+    stop = time.monotonic() + budget
     for i in range(n):
+        if out and time.monotonic() > stop:
+            break
         before = scrape(proxy.metrics(), name)
         addrs = [backend_address(b) for b in range(1, backends)] + [backend_address(1_000_000 + i)]
         objects.write_slice(endpoint_slice("s0", addrs, ports))
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + max(30.0, stop - time.monotonic())
         while (after := scrape(proxy.metrics(), name))[0] == before[0]:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{proxy.kind}: no sync after an endpoint change")
+                raise TimeoutError(f"{proxy.kind}: no sync within {budget:.0f} s after an endpoint change")
             time.sleep(0.01)
         out.append((after[1] - before[1]) / (after[0] - before[0]))
         time.sleep(0.2 if proxy.kind == "blixt" else 1.1)  # kube-proxy's --min-sync-period is 1 s
@@ -405,6 +420,10 @@ def report(res: dict, args) -> str:
             lines.append(f"| {label} | {unit} | {' | '.join(cells)} | {direct} |")
             label = ""
     lines += ["", "Cells: median (lowest–highest) over the rounds.", ""]
+    errors = [f"* {int(s):,} frontends, {kind}: {msg}" for s in sizes
+              for kind, msgs in sorted(res["sizes"][s].get("errors", {}).items()) for msg in msgs]
+    if errors:
+        lines += ["What a proxy did not finish in this run:", "", *errors, ""]
     targets = targets_table(res, args)
     return "\n".join(lines + targets)
 
@@ -541,7 +560,9 @@ def parser() -> argparse.ArgumentParser:
                         help="backends per frontend above --change-size (the slot map holds 512k)")
     parser.add_argument("--change-size", type=int, default=10_000,
                         help="the size at which single endpoint changes are timed")
-    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--changes", type=int, default=20, help="endpoint changes timed per proxy at --change-size")
+    parser.add_argument("--change-budget", type=float, default=600.0, metavar="SECONDS",
+                        help="stop timing changes after this long (at least one is timed)")
     parser.add_argument("--convergence", type=int, default=20, help="Service moves per proxy and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-rounds-up-to", type=int, default=1_000_000, metavar="N",

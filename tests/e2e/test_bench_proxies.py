@@ -45,6 +45,7 @@ def test_the_benchmark_runs_and_reports_what_it_measured(node, tmp_path):
     res = proxies.measure(node, args, tmp_path)
     for size in ("10", "150"):
         row = res["sizes"][size]
+        assert not row.get("errors"), row["errors"]  # every proxy finished every step
         for key in ("programming", "ready", "rss", "crr"):
             for proxy in proxies.PROXIES:
                 (value,) = row[key][proxy]
