@@ -15,6 +15,7 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 from .kube import Cluster
@@ -107,8 +108,10 @@ class Node:
         self.agent.stop()
         self.agent = None
 
-    def metrics(self, port: int) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    def metrics(self, port: int, *names: str) -> str:
+        """/metrics, or only the metrics `names` (cheap to poll)."""
+        query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=5).read().decode()
 
     # -- cluster objects ----------------------------------------------------
 

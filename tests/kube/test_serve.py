@@ -101,3 +101,32 @@ def test_parse_bind():
     assert parse_bind("[::1]:0") == ("::1", 0)
     with pytest.raises(ValueError):
         parse_bind("localhost")
+
+
+def test_metrics_named_in_the_query_are_the_only_ones_collected(serve):
+    """`?name[]=...` (Prometheus' convention): only those metrics, and a
+    collector of other names is not asked at all (the agent's per-frontend
+    counters read every frontend's entry from the kernel)."""
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client.core import CounterMetricFamily
+
+    asked = []
+
+    class Expensive:
+        def describe(self):
+            return [CounterMetricFamily("expensive", "read from the kernel")]
+
+        def collect(self):
+            asked.append(1)
+            yield CounterMetricFamily("expensive", "read from the kernel", value=1)
+
+    registry = CollectorRegistry()
+    Gauge("cheap", "a gauge", registry=registry).set(4)
+    Gauge("other", "another gauge", registry=registry).set(5)
+    registry.register(Expensive())
+    server = serve(registry=registry)
+    _, _, body = _get(server, "/metrics?name[]=cheap&name[]=other")
+    assert "cheap 4.0" in body and "other 5.0" in body and "expensive" not in body
+    assert not asked
+    _, _, body = _get(server, "/metrics")
+    assert "expensive_total 1.0" in body and asked

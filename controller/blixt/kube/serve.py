@@ -2,7 +2,11 @@
 
 /healthz answers 200 while the process serves at all (liveness); /readyz asks
 the caller's `ready` callable, so a probe fails until, say, the cache has
-synced (readiness); /metrics exposes a prometheus_client registry."""
+synced (readiness); /metrics exposes a prometheus_client registry, or
+only the samples named by `name[]` query parameters (Prometheus' own
+convention; a histogram's are NAME_count, NAME_sum, NAME_bucket): a poller
+of one metric then does not make the agent read every frontend's counters
+from the kernel."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import http.server
 import logging
 import socket
 import threading
+import urllib.parse
 from typing import Callable
 
 from prometheus_client import CollectorRegistry
@@ -55,7 +60,7 @@ class _V6Server(http.server.ThreadingHTTPServer):
 def _handler(ready: Callable[[], bool], registry: CollectorRegistry):
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            path = self.path.split("?", 1)[0]
+            path, _, query = self.path.partition("?")
             if path == "/healthz":
                 self._reply(200, b"ok\n")
             elif path == "/readyz":
@@ -65,7 +70,9 @@ def _handler(ready: Callable[[], bool], registry: CollectorRegistry):
                     ok, why = False, f"readiness check failed: {e}"
                 self._reply(200, b"ok\n") if ok else self._reply(503, why.encode() + b"\n")
             elif path == "/metrics":
-                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                names = urllib.parse.parse_qs(query).get("name[]")
+                self._reply(200, generate_latest(registry.restricted_registry(names) if names else registry),
+                            CONTENT_TYPE_LATEST)
             else:
                 self._reply(404, b"not found\n")
 
