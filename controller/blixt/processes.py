@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from blixt import translate
+from blixt import gc_pause, translate
 from blixt.dataplane.fit import Budget
 from blixt.dataplane.model import Dataplane
 from blixt.dataplane.plan import describe
@@ -171,6 +171,10 @@ class Agent:
                 log.error("%s", e)
                 self.loop.stop()
                 return
+        with gc_pause.paused():
+            self._pass()
+
+    def _pass(self) -> None:
         started = time.monotonic()
         self._passes += 1
         if started - self._refreshed >= REFRESH_EVERY:
@@ -179,6 +183,7 @@ class Agent:
             # rewrite every few passes would be most of the work.
             self.manager.refresh()
             self._refreshed = started
+            gc_pause.freeze_heap()
         snapshot = snapshot_of(self.cache)
         result = translate.translate(snapshot, now=utc_now(),
                                      controller_name=self.controller_name, node_name=self.node,
@@ -220,6 +225,7 @@ class Agent:
                     log.log(level, "service %s removed", describe([key])[0])
             log.info("dataplane: %s", plan.summary())
         if not self.synced_once.is_set():
+            gc_pause.freeze_heap()
             self.synced_once.set()
             log.info("first full sync applied: %d services; ready", len(desired.services))
 
