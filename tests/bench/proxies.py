@@ -297,7 +297,8 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
             rounds = args.rounds if size <= args.full_rounds_up_to else args.rounds_large
             row["rounds"] = rounds
             for r in range(rounds):
-                order = PROXIES[r % len(PROXIES):] + PROXIES[:r % len(PROXIES)]
+                run = [p for p in PROXIES if p in args.proxies]
+                order = run[r % len(run):] + run[:r % len(run)]
                 row["direct_crr"].append(rate(node, "crr", pod.address, PROBE_PORT, args.seconds))
                 for kind in order:
                     try:
@@ -575,6 +576,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--change-budget", type=float, default=600.0, metavar="SECONDS",
                         help="stop timing changes after this long (at least one is timed)")
     parser.add_argument("--convergence", type=int, default=20, help="Service moves per proxy and round")
+    parser.add_argument("--proxies", type=lambda s: s.split(","), default=list(PROXIES),
+                        help=f"which to run, comma-separated (default {','.join(PROXIES)}; the report "
+                             "needs all of them)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full-rounds-up-to", type=int, default=1_000_000, metavar="N",
                         help="sizes above N get --rounds-large rounds (kube-proxy takes minutes there)")
