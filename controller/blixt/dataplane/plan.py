@@ -236,13 +236,18 @@ def _by_endpoint(backends: Mapping[int, Endpoint]) -> dict[EpKey, int]:
     return {(ep[0]._ip, ep[1]): bid for bid, ep in backends.items()}
 
 
-def _new_flush(key: ServiceKey, part: _Part, old: ServiceVal | None) -> Flush | None:
-    # A UDP flow the kernel tracked before this frontend had a backend was
-    # never NATed, and its conntrack entry would keep it so for as long as
-    # the client sends: flush it, as kube-proxy does.
+def _record(key: ServiceKey, part: _Part, old: ServiceVal | None, new_slots: Mapping[SlotKey, SlotVal],
+            slots_put: dict, services_put: dict, flushes: list) -> None:
+    """What a planned frontend adds to the plan: its new slots, its entry
+    when it differs, and a conntrack flush. A UDP flow the kernel tracked
+    before this frontend had a backend was never NATed, and its conntrack
+    entry would keep it so for as long as the client sends: flushed, as
+    kube-proxy does."""
+    slots_put.update(new_slots)
+    if old != part.val:
+        services_put[key] = part.val
     if key.proto == UDP and part.val.slot_count and (old is None or old.slot_count == 0):
-        return (_vip(key), key.port, None)
-    return None
+        flushes.append((_vip(key), key.port, None))
 
 
 def _ordered(desired: Dataplane, known=None) -> list[tuple[Service, ServiceKey]]:
@@ -306,12 +311,7 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
         for k, ep in part.endpoints.items():
             endpoints_want[backend_ids.get(k)] = ep
         ranges_want |= part.ranges
-        slots_put.update(new_slots)
-        if old != part.val:
-            services_put[key] = part.val
-        flush = _new_flush(key, part, old)
-        if flush:
-            flushes.append(flush)
+        _record(key, part, old, new_slots, slots_put, services_put, flushes)
 
     live = {(p.val.id, p.val.gen): p.val.slot_count for p in parts.values()}
     services_delete = [k for k in cur_services if k not in parts]
@@ -482,12 +482,7 @@ class Tracker:
                 if names is None:
                     names = dict(self._names)  # copied on write: plans hand theirs out
                 names[sid] = name
-            slots_put.update(new_slots)
-            if old != part.val:
-                services_put[key] = part.val
-            flush = _new_flush(key, part, old)
-            if flush:
-                flushes.append(flush)
+            _record(key, part, old, new_slots, slots_put, services_put, flushes)
             old_members = was.members if was is not None else {}
             for k, v in part.members.items():
                 if old_members.get(k) != v:
