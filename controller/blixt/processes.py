@@ -147,7 +147,6 @@ class Agent:
         self.controller_name = controller_name
         self.synced_once = threading.Event()
         self.loop = Loop(cache, self.reconcile, resync)
-        self._passes = 0
         self._refreshed = time.monotonic()  # the first pass reads the maps anyway
         self._skipped: tuple[str, ...] = ()
         self._unfit: dict[translate.ObjectRef, str] = {}
@@ -176,7 +175,6 @@ class Agent:
 
     def _pass(self) -> None:
         started = time.monotonic()
-        self._passes += 1
         if started - self._refreshed >= REFRESH_EVERY:
             # Now and then, trust the kernel over our copy (and rewrite the nft
             # table whole). By time, not by pass: under churn, a full read and
