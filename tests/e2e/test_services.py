@@ -199,7 +199,7 @@ def test_load_balancer_ip_and_its_source_ranges(node, svc, kube):
              lambda: outcomes(node, node.topo.client, LB_IP, 80, count=2, timeout=1.0),
              collections.Counter({"timeout": 2}))
     # NodePorts are not subject to the ranges.
-    assert seen(outcomes(node, node.topo.client, NODE_IP, 30084, count=12)) == everyone
+    assert seen(outcomes(node, node.topo.client, NODE_IP, 30084, count=48)) == everyone
 
 
 def test_external_ips(node, svc):
