@@ -411,6 +411,7 @@ class Tracker:
                 if was is not None and was.svc is not part.svc:
                     self._keys.pop(id(was.svc), None)
                 self._parts[key] = part
+                self._keys[id(part.svc)] = key
             for key in p.services_delete:
                 self._keys.pop(id(self._parts.pop(key).svc), None)
             for ep, d in delta.items():
@@ -431,14 +432,11 @@ class Tracker:
                 self._sids.release(sid)
             for ids in (self._sids, self._backend_ids):
                 ids.new, ids.fresh = {}, []
-            for key, part in parts.items():
-                self._keys[id(part.svc)] = key
         self._service_ids, self._names = p.service_ids, p.names
         self._state, self._marks = state, marks
 
     def _plan_changes(self, desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
-        parts, sids, bids = self._parts, self._sids, self._backend_ids
-        sids.new, sids.fresh, bids.new, bids.fresh = {}, [], {}, []
+        parts, sids, bids = self._parts, self._sids, self._backend_ids  # emptied of new ids by `applied`
         keys = self._keys
 
         def known(svc: Service) -> ServiceKey | None:
