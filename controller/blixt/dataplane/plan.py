@@ -606,13 +606,14 @@ class NftView:
         ranged = {r.service_id for r in p.ranges_put | p.ranges_delete}
         if ranged:
             touched |= {k for k, sid in p.service_ids.items() if sid in ranged}
+        # Outputs are kept under their scope "any" entry.
+        mains = {_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched}
         outs = dict(self.outputs)
-        for key in {_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched}:
+        for key in mains:
             was = before.services.get(key)
             if was is not None:
                 outs.pop(was.id, None)
-        made = outputs(target, only={_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched})
-        outs.update(made)
+        outs.update(outputs(target, only=mains))
         # target.backends is a dict of its own (after() copies): shared, not copied again.
         return NftView.of(target, outs, target.backends)
 
