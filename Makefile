@@ -12,7 +12,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wextra -Wno-unused-parameter -Werror -I/usr/include/$(MULTIARCH)
 PYTEST_ARGS ?=
 
-.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-image test unit demo conformance conformance-services conformance-scenarios soak bench bench-dataplane bench-convergence bench-proxies clean
+.PHONY: help deps deps-apt deps-bpfman deps-kube deps-gateway-api deps-cluster test-cluster-deps venv proto bytecode bytecode-large bytecode-image test unit demo conformance conformance-services conformance-scenarios soak bench bench-dataplane bench-convergence bench-proxies clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'
@@ -51,6 +51,18 @@ bytecode: $(BUILD)/blixt.bpf.o ## compile the TC programs
 $(BUILD)/blixt.bpf.o: bytecode/blixt.bpf.c bytecode/blixt.h
 	@mkdir -p $(BUILD)
 	clang $(BPF_CFLAGS) -c $< -o $@
+
+# The same program with other map capacities (blixt.h's BLIXT_MAX_*; the agent
+# reads them from the loaded maps). large: 100,000 frontends (bench-proxies'
+# largest size; more locked memory at empty, BUILD.md); small: a few entries,
+# for the tests that fill maps to the brim.
+LARGE_MAPS := -DBLIXT_MAX_SERVICES=262144 -DBLIXT_MAX_MEMBERS=524288
+SMALL_MAPS := -DBLIXT_MAX_SERVICES=8 -DBLIXT_MAX_SLOTS=32 -DBLIXT_MAX_MEMBERS=16
+bytecode-large: $(BUILD)/blixt-large.bpf.o ## compile the TC programs with maps for 100,000 frontends
+
+$(BUILD)/blixt-large.bpf.o $(BUILD)/blixt-small.bpf.o: $(BUILD)/blixt-%.bpf.o: bytecode/blixt.bpf.c bytecode/blixt.h
+	@mkdir -p $(BUILD)
+	clang $(BPF_CFLAGS) $(if $(filter large,$*),$(LARGE_MAPS),$(SMALL_MAPS)) -c $< -o $@
 
 BYTECODE_IMAGE ?= localhost:5443/blixt/bytecode:latest
 REGISTRY_CA ?=

@@ -9,10 +9,18 @@
 
 #include <linux/types.h>
 
-/* Map capacities (max_entries). */
+/* Map capacities (max_entries). A build may set the first three (clang
+ * -D..., as `make bytecode-large` does): the agent reads them back from the
+ * loaded maps. The defaults keep an empty dataplane's locked memory small. */
+#ifndef BLIXT_MAX_SERVICES     /* blixt_services and blixt_stats */
 #define BLIXT_MAX_SERVICES     65536
+#endif
+#ifndef BLIXT_MAX_SLOTS
 #define BLIXT_MAX_SLOTS        (1 << 19)
+#endif
+#ifndef BLIXT_MAX_MEMBERS
 #define BLIXT_MAX_MEMBERS      (1 << 18)
+#endif
 #define BLIXT_MAX_AFFINITY     32768
 #define BLIXT_MAX_LOCAL_ADDRS  256
 #define BLIXT_MAX_POD_CIDRS    64

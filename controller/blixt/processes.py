@@ -133,7 +133,6 @@ class Agent:
         self.operator = operator  # agent --maps-dir: bpfman-operator's program
         self.fatal = ""  # why the agent stopped itself
         self.events = events
-        self.budget = Budget.of_maps(manager.settings.marks)
         self.proxy = proxy  # None: Gateways only
         self.proxy_health = proxy_health
         self.service_health = service_health
@@ -152,6 +151,11 @@ class Agent:
         self._unfit: dict[translate.ObjectRef, str] = {}
         self.latency = ProgrammingLatency()
         self._proxy_memo = ProxyMemo()  # unchanged Services are not translated again
+
+    @property
+    def budget(self) -> Budget:
+        """Half of the loaded program's maps (a build may size them)."""
+        return Budget.of_maps(self.manager.settings.marks, self.manager.capacity)
 
     def ready(self) -> bool:
         """Ready only once a full sync has been applied to the dataplane (and,

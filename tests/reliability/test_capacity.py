@@ -206,3 +206,81 @@ def test_service_past_the_backend_id_budget_gets_an_event_and_the_rest_keeps_wor
             assert node.agent.alive()
         finally:
             sc.cleanup()
+
+
+SMALL = (8, 32, 16)  # the Makefile's SMALL_MAPS: 4 frontends, 16 slots, 8 members for the fit
+
+
+def test_the_agent_plans_against_the_capacity_of_the_build_it_loads(
+        kube, bpfman, bpfman_server, bytecode_image, variant_object, registry, workdir):
+    """An agent serving Services from the small build (8 frontends: 4 for
+    the fit). `kubernetes` and cap-0..cap-4, one port each, oldest first:
+    cap-3 and cap-4 do not fit (Events, the metric, no frontend), the rest
+    answer. Restarted with the default build, the agent loads it (another
+    bytecode is not adopted), carries the frontends over and programs all
+    six; back on the small build, nothing is carried into the smaller maps
+    and the first pass writes the four that fit."""
+    from blixt import oci_image
+    from blixt.bytecode_image import image_for
+    from blixt.dataplane import layout
+    from harness.blixt import ECHO_PORT
+    small_ref = registry.ref("blixt/bytecode", "small")
+    oci_image.push(image_for(variant_object("small")), small_ref, cafile=str(registry.ca.cert))
+    proxy = ProxyOptions(node="small-node", pod_cidrs=(ipaddress.ip_network(POD_CIDR),),
+                         node_ips=(ipaddress.IPv4Address(NODE_IP),))
+    flags = ("--proxy-services", f"--cluster-cidr={POD_CIDR}", f"--node-ip={NODE_IP}")
+
+    def loaded() -> tuple[int, layout.Capacity, set[str]]:
+        with bpfman_server.client() as c:
+            progs = programs_of(c, "small-node", node.topo.node.netns)
+            reader = inspection.reader(c, progs, "blixt")
+            try:
+                cur = reader.current()
+                vips = {str(ipaddress.IPv4Address(k.addr)) for k in cur.services}
+                return progs[0].id, cur.capacity, vips
+            finally:
+                for m in reader.maps.values():
+                    m.close()
+
+    def restart(image: str, capacity: layout.Capacity, unfit: int) -> int:
+        node.stop_agent()
+        node.bytecode_image = image
+        node.start_agent(*flags)
+        node.wait_for(f"{unfit} Services left out", lambda: unfit_metric(node, "Service") == unfit, timeout=60)
+        node.wait_for("the maps equal the fitted translation", lambda: settled(
+            kube, bpfman_server, node, Budget.of_maps(MarkConfig(), capacity), proxy), timeout=60)
+        prog, got, vips = loaded()
+        assert got == capacity
+        assert {f"10.96.102.{i + 1}" for i in range(5 - unfit)} <= vips
+        assert not vips & {f"10.96.102.{i + 1}" for i in range(5 - unfit, 5)}
+        answers = node.client("tcp", "10.96.102.1", 80, "--count", 10, "--timeout", 1)
+        assert not answers["errors"], answers
+        return prog
+
+    with running(kube, bpfman_server.socket, small_ref, workdir / "e2e-small-maps", name="small-node",
+                 pod_net="10.244") as node:
+        node.stop_agent()
+        node.topo.node.exec("ip", "route", "add", "default", "via", node.topo.client.address)
+        node.start_agent(*flags)
+        sc = Scenario(node, "small")
+        ns = "default"
+        try:
+            for i in range(5):
+                time.sleep(1.1)  # distinct creationTimestamps: the oldest fit
+                sc.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"small-{i}", "namespace": ns},
+                           "spec": {"clusterIP": f"10.96.102.{i + 1}", "ports": [
+                               {"name": "p", "protocol": "TCP", "port": 80, "targetPort": ECHO_PORT}]}})
+                node.write_endpoints(ns, f"small-{i}", [i % 3], ports=[("p", "TCP", ECHO_PORT)])
+            for i in (3, 4):
+                node.wait_for(f"a Warning Event on small-{i}", lambda i=i: any(
+                    e["reason"] == "NoResources" and e["source"]["host"] == node.name and "blixt_services" in e["message"]
+                    for e in events(node, ns, f"small-{i}")), timeout=60)
+            first = restart(small_ref, layout.Capacity(*SMALL), unfit=2)
+            grown = restart(bytecode_image, layout.Capacity(), unfit=0)
+            assert grown != first and "carried 4 blixt_services entries" in node.agent.log.read_text()
+            shrunk = restart(small_ref, layout.Capacity(*SMALL), unfit=2)
+            assert shrunk != grown
+            assert "blixt_services: this build's maps are smaller" in node.agent.log.read_text()
+            assert node.agent.alive()
+        finally:
+            sc.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import dataclasses
 import inspect
 import ipaddress
 import re
@@ -77,6 +78,30 @@ def test_maps_match_btf(obj_btf):
             if issubclass(cls, ctypes.Structure):
                 assert cls._c_name_ == c_name, name
         assert (d.map_type in layout.PERCPU_MAP_TYPES) == (name in layout.PERCPU_MAPS), name
+
+
+@pytest.mark.parametrize("variant, capacity", [
+    ("small", layout.Capacity(services=8, slots=32, members=16)),
+    ("large", layout.Capacity(services=2**18, slots=2**19, members=2**19)),
+])
+def test_builds_differ_only_in_the_capacities_a_build_may_choose(obj_btf, variant_object, variant, capacity):
+    base, other = obj_btf.maps(), btf.Btf.from_elf(variant_object(variant)).maps()
+    assert layout.capacity_of({n: d.max_entries for n, d in other.items()}) == capacity
+    assert layout.capacity_of({n: d.max_entries for n, d in base.items()}) == layout.Capacity()
+    for name, d in other.items():
+        if name in layout.RESIZABLE:
+            d = dataclasses.replace(d, max_entries=base[name].max_entries)
+        assert d == base[name], name
+    if variant == "large":  # what the Makefile says it is for
+        from blixt.dataplane.fit import Budget
+        assert Budget.of_maps(MarkConfig(), capacity).services >= 100_000
+
+
+def test_capacity_of_wants_one_size_for_services_and_their_counters():
+    sizes = {name: layout.MAPS[name].max_entries for name in layout.RESIZABLE}
+    assert layout.capacity_of(sizes) == layout.Capacity()
+    with pytest.raises(ValueError, match="blixt_stats"):
+        layout.capacity_of({**sizes, "blixt_stats": 8})
 
 
 def test_config_matches_global(obj_btf):

@@ -38,6 +38,8 @@ def test_of_maps_is_half_of_every_map_and_of_the_mark_id_space():
                        0xFFFF // 2, layout.MAX_SOURCE_RANGES // 2)
     assert Budget.of_maps(MarkConfig(id_shift=16, id_mask=0x003F0000)).backends == 31
     assert b.half().services == layout.MAX_SERVICES // 4
+    big = Budget.of_maps(MarkConfig(), layout.Capacity(services=2**18, slots=2**20, members=2**19))
+    assert (big.services, big.slots, big.members) == (2**17, 2**19, 2**18)
 
 
 def test_units_are_all_or_nothing_in_order_and_later_smaller_ones_still_fit():
@@ -72,17 +74,16 @@ def test_more_weighted_backends_than_a_slot_table_is_unfit_not_an_error():
     assert "slots per service" in got.unfit["big"]
 
 
-def test_whatever_fits_can_replace_whatever_fits_without_overflowing_a_map(monkeypatch):
+def test_whatever_fits_can_replace_whatever_fits_without_overflowing_a_map():
     """The half budget is what makes an apply safe: the planner's peak check
     (old and new generations at once) passes between any two fitted states."""
-    for name, value in (("MAX_SERVICES", 8), ("MAX_SLOTS", 16), ("MAX_MEMBERS", 16)):
-        monkeypatch.setattr(layout, name, value)
+    cap = layout.Capacity(services=8, slots=16, members=16)
     marks = MarkConfig(id_shift=16, id_mask=0x000F0000)  # 15 ids
-    budget = Budget.of_maps(marks)
+    budget = Budget.of_maps(marks, cap)
     one = fit([(i, [svc(i, i, i + 1)]) for i in range(1, 10)], budget)
     two = fit([(i, [svc(i, i + 20, i + 21, weight=2)]) for i in range(10, 20)], budget)
     assert one.unfit and two.unfit  # both were cut to the budget
-    state = Current()
+    state = Current(capacity=cap)
     for fitted in (one, two, one):
         p = plan(Dataplane.of(fitted.kept), state, marks)  # raises CapacityError at a peak
         state = after(state, p)

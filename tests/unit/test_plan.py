@@ -115,11 +115,16 @@ def test_shared_backend_has_one_id():
     assert list(p.nft_put) == [1]
 
 
-def test_capacity_error_names_map_and_limit(monkeypatch):
-    monkeypatch.setattr(layout, "MAX_SERVICES", 2)
+def test_capacity_error_names_map_and_limit():
+    """The limits are those of the maps written (a build may size them)."""
     with pytest.raises(CapacityError) as exc:
-        plan(Dataplane.of([svc(b(1), port=p) for p in (1, 2, 3)]), Current(), MARKS)
+        plan(Dataplane.of([svc(b(1), port=p) for p in (1, 2, 3)]), Current(capacity=layout.Capacity(services=2)),
+             MARKS)
     assert "blixt_services" in str(exc.value) and "2" in str(exc.value)
+    for cap in (layout.Capacity(slots=2), layout.Capacity(members=2)):
+        with pytest.raises(CapacityError):
+            plan(Dataplane.of([svc(b(1), b(2), b(3))]), Current(capacity=cap), MARKS)
+    plan(Dataplane.of([svc(b(1), b(2), b(3))]), Current(capacity=layout.Capacity(3, 3, 3)), MARKS)
 
 
 def test_backend_ids_limited_by_mark_field():

@@ -50,9 +50,10 @@ class Budget:
     source_ranges: int
 
     @classmethod
-    def of_maps(cls, marks: MarkConfig = MarkConfig()) -> "Budget":
-        """Half of each map and of the backend ids the mark layout can name."""
-        return cls(layout.MAX_SERVICES // 2, layout.MAX_SLOTS // 2, layout.MAX_MEMBERS // 2,
+    def of_maps(cls, marks: MarkConfig = MarkConfig(), capacity: layout.Capacity = layout.Capacity()) -> "Budget":
+        """Half of each map (of a build with these capacities) and of the
+        backend ids the mark layout can name."""
+        return cls(capacity.services // 2, capacity.slots // 2, capacity.members // 2,
                    marks.max_backend_id // 2, layout.MAX_SOURCE_RANGES // 2)
 
     def half(self) -> "Budget":

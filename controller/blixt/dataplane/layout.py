@@ -250,4 +250,26 @@ MAPS: dict[str, MapSpec] = {
                                    BPF_F_NO_PREALLOC),
 }
 PERCPU_MAPS = frozenset(name for name, spec in MAPS.items() if spec.map_type in PERCPU_MAP_TYPES)
+
+
+class Capacity(NamedTuple):
+    """The capacities a build of the program may choose (blixt.h's #ifndef
+    BLIXT_MAX_*): the agent plans against those of the maps it writes."""
+
+    services: int = MAX_SERVICES  # blixt_services and blixt_stats
+    slots: int = MAX_SLOTS
+    members: int = MAX_MEMBERS
+
+
+# The maps sized by a Capacity field; the others are sized as MAPS says.
+RESIZABLE = {"blixt_services": "services", "blixt_stats": "services", "blixt_slots": "slots",
+             "blixt_members": "members"}
+
+
+def capacity_of(max_entries: dict[str, int]) -> Capacity:
+    """The Capacity of maps with these max_entries (by map name)."""
+    if max_entries["blixt_stats"] != max_entries["blixt_services"]:
+        raise ValueError(f"blixt_stats holds {max_entries['blixt_stats']} entries and blixt_services "
+                         f"{max_entries['blixt_services']}: one build's maps have the same capacity")
+    return Capacity(*(max_entries[name] for name in ("blixt_services", "blixt_slots", "blixt_members")))
 ONE = bytes(c_u32(1))  # the value of every blixt_local_addrs entry

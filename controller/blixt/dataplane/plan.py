@@ -62,6 +62,7 @@ class Current:
     local_addresses: set[int] = dataclasses.field(default_factory=set)
     pod_cidrs: set[CidrKey] = dataclasses.field(default_factory=set)
     source_ranges: set[RangeKey] = dataclasses.field(default_factory=set)
+    capacity: layout.Capacity = layout.Capacity()  # of the maps these entries are in
 
 
 # (service address or None for a wildcard service, service port, backend or None for all)
@@ -117,7 +118,7 @@ def after(current: Current, p: Plan) -> Current:
     out = Current(dict(current.services), dict(current.slots), dict(current.members),
                   dict(current.backends), set(current.local_addresses),
                   (current.pod_cidrs | p.cidrs_put) - p.cidrs_delete,
-                  (current.source_ranges | p.ranges_put) - p.ranges_delete)
+                  (current.source_ranges | p.ranges_put) - p.ranges_delete, current.capacity)
     out.backends.update(p.nft_put)
     out.slots.update(p.slots_put)
     out.members.update(p.members_put)
@@ -553,11 +554,12 @@ def check_capacity(p: Plan, current: Current) -> None:
 
     services_after = len(current.services) - len(p.services_delete) + sum(
         1 for k in p.services_put if k not in current.services)
-    over("blixt_services", services_after, layout.MAX_SERVICES)
+    cap = current.capacity
+    over("blixt_services", services_after, cap.services)
     # Slots peak after the new generations are written and before old ones go.
-    over("blixt_slots", len(current.slots) + len(p.slots_put), layout.MAX_SLOTS)
+    over("blixt_slots", len(current.slots) + len(p.slots_put), cap.slots)
     members_peak = len(current.members) + sum(1 for k in p.members_put if k not in current.members)
-    over("blixt_members", members_peak, layout.MAX_MEMBERS)
+    over("blixt_members", members_peak, cap.members)
     over("blixt_local_addrs", len(current.local_addresses | p.local_put), layout.MAX_LOCAL_ADDRS)
     over("blixt_pod_cidrs", len(current.pod_cidrs | p.cidrs_put), layout.MAX_POD_CIDRS)
     over("blixt_source_ranges", len(current.source_ranges | p.ranges_put), layout.MAX_SOURCE_RANGES)

@@ -81,11 +81,15 @@ class Settings:
         """What, if changed, needs a reload: config bytes, mode, attachments,
         and the map layouts this blixt writes (a program from a blixt with
         other layouts is replaced, not adopted)."""
-        layouts = ",".join(f"{n}:{ctypes.sizeof(m.key)}:{ctypes.sizeof(m.value)}:{m.max_entries}:{m.flags}"
+        layouts = ",".join(f"{n}:{ctypes.sizeof(m.key)}:{ctypes.sizeof(m.value)}:"
+                           f"{'' if n in layout.RESIZABLE else m.max_entries}:{m.flags}"
                            for n, m in layout.MAPS.items())
+        # The bytecode too: another image or file (another build, its own
+        # map capacities) is loaded, not the old program adopted.
+        code = getattr(self.bytecode, "url", None) or getattr(self.bytecode, "path", "")
         text = "|".join([
             bytes(self.marks.config()).hex(), self.mode, str(self.priority),
-            ",".join(a.iface for a in self.attachments), layouts,
+            ",".join(a.iface for a in self.attachments), layouts, code,
         ])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -213,7 +217,11 @@ class Manager:
 
     def _carry_over(self, predecessor: bpfman.Program) -> None:
         """Fill the new program's maps from the one it replaces, before the new
-        one sees a packet: services, backends, affinity and counters carry on."""
+        one sees a packet: services, backends, affinity and counters carry on.
+        Into a build with smaller maps the frontends are not carried (they
+        might not fit, and half of them would be worse than none): the first
+        pass writes them."""
+        shrunk = any(size > self.maps[name].max_entries for name, size in self._sizes(predecessor).items())
         for name in CARRIED_MAPS:
             try:
                 src = bpf.PinnedMap.open(os.path.join(predecessor.map_pin_path, name))
@@ -223,6 +231,10 @@ class Manager:
             with src:
                 if (src.key_size, src.value_size) != (self.maps[name].key_size, self.maps[name].value_size):
                     log.warning("%s changed layout; not carried over", name)
+                    continue
+                if shrunk and name in layout.RESIZABLE:
+                    log.warning("%s: this build's maps are smaller than program %d's; not carried over",
+                                name, predecessor.id)
                     continue
                 items = list(src.items())
             if not items:
@@ -236,6 +248,18 @@ class Manager:
                 values = [v for _, v in items]
             dst.update_batch(keys, values)
             log.info("carried %d %s entries over from program %d", len(items), name, predecessor.id)
+
+    @staticmethod
+    def _sizes(prog: bpfman.Program) -> dict[str, int]:
+        """max_entries of prog's maps that a build may size (those it has)."""
+        out = {}
+        for name in layout.RESIZABLE:
+            try:
+                with bpf.PinnedMap.open(os.path.join(prog.map_pin_path, name)) as m:
+                    out[name] = m.max_entries
+            except bpf.BpfError:
+                continue
+        return out
 
     def _attach(self) -> None:
         for a in self.settings.attachments:
@@ -261,6 +285,7 @@ class Manager:
             m.close()
         pin_dir = self.programs[0].map_pin_path
         self.maps = {name: bpf.PinnedMap.open(os.path.join(pin_dir, name)) for name in layout.MAPS}
+        log.info("map capacities: %d frontends, %d slots, %d members (half of each usable)", *self.capacity)
 
     def remove(self) -> None:
         """Detach, unload and delete the nft table: the node is as before blixt."""
@@ -277,7 +302,7 @@ class Manager:
         """Read back what the kernel holds. backends_marks: the layout the nft
         map was written with, when it is not this manager's (a reload)."""
         L = layout
-        cur = Current()
+        cur = Current(capacity=self.capacity)
         cur.services = {L.ServiceKey.unpack(k): L.Service.unpack(v) for k, v in self.maps["blixt_services"].items()}
         cur.slots = {L.SlotKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_slots"].items()}
         cur.members = {L.MemberKey.unpack(k): L.Slot.unpack(v) for k, v in self.maps["blixt_members"].items()}
@@ -288,6 +313,13 @@ class Manager:
                                                                   name=self.settings.nft_table)
         cur.backends = reader.backends()
         return cur
+
+    @property
+    def capacity(self) -> layout.Capacity:
+        """The capacities of the maps this manager writes (the build's)."""
+        if not self.maps:
+            return layout.Capacity()
+        return layout.capacity_of({name: m.max_entries for name, m in self.maps.items()})
 
     @property
     def backend_count(self) -> int:

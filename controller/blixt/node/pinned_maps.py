@@ -5,8 +5,9 @@ agent pod's volume. The agent never talks to bpfman then; before writing a
 map it checks what it opened:
 
 * layout: each map's type, sizes, capacity and flags as blixt.h defines
-  them, and its key and value structs against the BTF the map carries (the
-  same comparison tests/unit/test_btf_layout.py makes with the object file);
+  them (the capacities a build may choose are read, not checked), and its
+  key and value structs against the BTF the map carries (the same
+  comparison tests/unit/test_btf_layout.py makes with the object file);
 * staleness: the CSI pins are made when the pod starts, so after the
   ClusterBpfApplication is recreated they still name the old program's
   maps; every pinned map must be one the loaded program uses;
@@ -59,6 +60,8 @@ def layout_problems(maps: dict[str, bpf.PinnedMap]) -> list[str]:
                 "flags": spec.flags}
         got = {"type": m.map_type, "key size": m.key_size, "value size": m.value_size,
                "max entries": m.max_entries, "flags": m.map_flags}
+        if name in layout.RESIZABLE:  # the build's choice: the agent plans against what it finds
+            del want["max entries"], got["max entries"]
         out += [f"{name}: {k} {got[k]}, blixt.h says {want[k]}" for k in want if got[k] != want[k]]
         if not m.btf_id:
             out.append(f"{name}: the map carries no BTF to check its layout against")
@@ -78,6 +81,10 @@ def layout_problems(maps: dict[str, bpf.PinnedMap]) -> list[str]:
             if struct.name != c_name:
                 out.append(f"{name}: {what} is struct {struct.name}, blixt.h says {c_name}")
             out += [f"{name}: {p}" for p in btf.ctypes_mismatches(cls, struct)]
+    try:
+        layout.capacity_of({name: m.max_entries for name, m in maps.items()})
+    except ValueError as e:
+        out.append(str(e))
     return out
 
 
