@@ -21,6 +21,11 @@ Service whose backend is a real pod serves the traffic):
                replaced, --changes times: the sync it caused (blixt: its
                pass; kube-proxy: its partial sync)
 
+Sizes past what the default build's maps fit (--large-maps-above) run blixt
+on `make bytecode-large`'s build; kube-proxy runs up to --kube-proxy-up-to.
+--add-to measures sizes into an earlier run's JSON (its other rows kept, the
+report saying which rows came later).
+
 At the smallest size, also: TCP_RR, UDP_RR, TCP_STREAM through each proxy
 and direct, and convergence: an EndpointSlice moving a Service to another
 pod, from the API write returning to the first connection answered by the
@@ -58,6 +63,7 @@ from harness.kube_proxy import KubeProxy  # noqa: E402
 from harness.stack import local_stack  # noqa: E402
 
 from blixt.bpfman.client import BpfmanClient  # noqa: E402
+from blixt.dataplane.fit import Budget  # noqa: E402
 
 RRBENCH = paths.BUILD / "rrbench"
 NS = "bench"
@@ -155,13 +161,14 @@ def rss_mib(pid: int) -> float:
 class Proxy:
     """One of PROXIES serving the node namespace, started from empty."""
 
-    def __init__(self, kind: str, node, workdir: pathlib.Path):
+    def __init__(self, kind: str, node, workdir: pathlib.Path, image: str | None = None):
+        """image: blixt's bytecode (default: the node's)."""
         self.kind, self.node = kind, node
         self.kp: KubeProxy | None = None
         start = time.monotonic()
         if kind == "blixt":
             node.start_agent_with(f"--bpfman-socket={node.bpfman_socket}",
-                                  f"--bytecode-image={node.bytecode_image}", "--interface=eth-client",
+                                  f"--bytecode-image={image or node.bytecode_image}", "--interface=eth-client",
                                   f"--attach-mode={node.mode}", "--proxy-services",
                                   f"--cluster-cidr={CLUSTER_CIDR}", f"--node-ip={NODE_IP}", "--pod-interfaces=eth-pod",
                                   wait=False)
@@ -268,7 +275,7 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
     results: dict = {"machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                                  "date": datetime.date.today().isoformat()},
                      "rounds": args.rounds, "seconds": args.seconds, "sizes": {}, "small": {}}
-    node.topo.node.exec("ip", "route", "add", "default", "via", node.topo.client.address)
+    node.topo.node.exec("ip", "route", "replace", "default", "via", node.topo.client.address)
     node.topo.client.exec("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
     pod = node.topo.pods[0]
     server = pod.popen(str(RRBENCH), "serve", str(PROBE_PORT), stdout=subprocess.PIPE, text=True)
@@ -284,25 +291,31 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
                       "spec": {"ports": [{"name": "tcp", "protocol": "TCP", "port": PROBE_PORT},
                                          {"name": "udp", "protocol": "UDP", "port": PROBE_PORT}]}},
                      endpoint_slice("probe", [pod.address], [("tcp", "TCP", PROBE_PORT), ("udp", "UDP", PROBE_PORT)]))
-            small = size == min(args.sizes)
+            small = size == min(args.sizes) and not args.add_to  # the earlier run has the small round
             moving = ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "moving", "namespace": NS},
                        "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": ECHO_PORT}]}},
                       endpoint_slice("moving", [pod.address], [("http", "TCP", ECHO_PORT)]))
             objects.create([probe] + ([moving] if small else []))
             print(f"   objects written in {time.monotonic() - t0:.1f} s", file=sys.stderr)
             vip = objects.cluster_ip("probe")
-            row: dict = {"backends": backends, "direct_crr": [], "map_memory": [],
+            build = "large" if size > args.large_maps_above else "default"
+            image = node.variant_images["large"] if build == "large" else None
+            row: dict = {"backends": backends, "direct_crr": [], "map_memory": [], "bytecode": build,
+                         "date": results["machine"]["date"],
                          **{k: {p: [] for p in PROXIES} for k in ("programming", "ready", "rss", "crr", "change")}}
             results["sizes"][str(size)] = row
             rounds = args.rounds if size <= args.full_rounds_up_to else args.rounds_large
             row["rounds"] = rounds
+            run = [p for p in PROXIES if p in args.proxies and (p == "blixt" or size <= args.kube_proxy_up_to)]
+            for kind in sorted(set(args.proxies) - set(run)):
+                row.setdefault("errors", {})[kind] = [f"not run above {args.kube_proxy_up_to:,} frontends "
+                                                      f"(--kube-proxy-up-to)"]
             for r in range(rounds):
-                run = [p for p in PROXIES if p in args.proxies]
                 order = run[r % len(run):] + run[:r % len(run)]
                 row["direct_crr"].append(rate(node, "crr", pod.address, PROBE_PORT, args.seconds))
                 for kind in order:
                     try:
-                        proxy = Proxy(kind, node, workdir / f"{size}-{r}")
+                        proxy = Proxy(kind, node, workdir / f"{size}-{r}", image if kind == "blixt" else None)
                     except Exception as e:  # noqa: BLE001  (a proxy that never syncs: said, and the run goes on)
                         row.setdefault("errors", {}).setdefault(kind, []).append(f"round {r + 1}: {e}")
                         print(f"   round {r + 1} {kind}: {e}", file=sys.stderr)
@@ -334,8 +347,18 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
     finally:
         server.kill()
         server.wait()
-    results["translation"] = translation(args.rounds)
+    if not args.add_to:
+        results["translation"] = translation(args.rounds)
     return results
+
+
+def merged(base: dict, added: dict, proxies: list[str]) -> dict:
+    """An earlier run's results with `added`'s sizes put in (replacing rows
+    of the same size), said so in base["added"]."""
+    out = {**base, "sizes": {**base["sizes"], **added["sizes"]}}
+    out["added"] = base.get("added", []) + [{"date": added["machine"]["date"], "sizes": sorted(added["sizes"], key=int),
+                                             "proxies": proxies, "machine": added["machine"]}]
+    return out
 
 
 def translation(rounds: int) -> dict:
@@ -419,6 +442,14 @@ def report(res: dict, args) -> str:
              f"rounds (frontends: rounds {per_size}; proxies interleaved, each from empty), {res['seconds']:g} s per "
              f"traffic measurement. kube-proxy v1.35.4 (nftables, iptables) and blixt serve the same "
              f"Services in turn; Services have up to {PORTS_PER_SERVICE} ports, each port a frontend.", ""]
+    for a in res.get("added", []):
+        lines += [f"The {', '.join(f'{int(s):,}' for s in a['sizes'])}-frontend row(s) come from a later run on "
+                  f"{a['date']} (same machine: {a['machine']['cores']} cores, kernel {a['machine']['kernel']}; "
+                  f"{', '.join(a['proxies'])}), added to this one.", ""]
+    large = [f"{int(s):,}" for s in sorted(res["sizes"], key=int) if res["sizes"][s].get("bytecode") == "large"]
+    if large:
+        lines += [f"At {', '.join(large)} frontends blixt ran `make bytecode-large`'s build (maps for 100,000 "
+                  f"frontends; the default build's fit 32,768).", ""]
     sizes = sorted(res["sizes"], key=int)
     lines += ["| frontends x backends | | blixt | kube-proxy nftables | kube-proxy iptables | direct |",
               "|---|---|---|---|---|---|"]
@@ -471,8 +502,9 @@ def targets_table(res: dict, args) -> list[str]:
     for s in sizes:
         row = res["sizes"][s]
         if row.get("map_memory"):
-            out.append(f"| kernel memory of the maps at {int(s):,} x {row['backends']} (dataplane issue: <= 150 MB "
-                       f"at 10k x 10) | {median(row['map_memory']):.1f} MiB | "
+            build = " (large build)" if row.get("bytecode") == "large" else ""
+            out.append(f"| kernel memory of the maps at {int(s):,} x {row['backends']}{build} (dataplane issue: "
+                       f"<= 150 MB at 10k x 10) | {median(row['map_memory']):.1f} MiB | "
                        f"{verdict(median(row['map_memory']) <= 150)} |")
     for s in sizes:
         row = res["sizes"][s]
@@ -494,15 +526,16 @@ def targets_table(res: dict, args) -> list[str]:
             unit = "MB/s" if mode == "stream" else "/s"
             scale = 1e6 if mode == "stream" else 1
             out.append(f"| {name} >= 0.95x direct | {b / scale:.0f} vs {d / scale:.0f} {unit} ({ratio(b, d)}); "
-                       f"kube-proxy nftables {median(small[mode]['kube-proxy-nft']) / scale:.0f} | "
+                       f"kube-proxy nftables {num(median(small[mode].get('kube-proxy-nft', [])) / scale, '.0f')} | "
                        f"{verdict(b >= 0.95 * d)} |")
     if "convergence" in small:
         c = small["convergence"]
         p99 = quantile(c["blixt"], 0.99)
         out.append(f"| EndpointSlice write -> traffic on the new pod, p99 <= 100 ms | blixt p50 "
                    f"{median(c['blixt']) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; kube-proxy nftables p99 "
-                   f"{quantile(c['kube-proxy-nft'], 0.99) * 1000:.0f} ms, iptables "
-                   f"{quantile(c['kube-proxy-iptables'], 0.99) * 1000:.0f} ms | {verdict(p99 <= 0.100)} |")
+                   f"{num(quantile(c.get('kube-proxy-nft', []), 0.99) * 1000, '.0f', ' ms')}, iptables "
+                   f"{num(quantile(c.get('kube-proxy-iptables', []), 0.99) * 1000, '.0f', ' ms')} | "
+                   f"{verdict(p99 <= 0.100)} |")
     return out
 
 
@@ -565,11 +598,20 @@ def write_readme(text: str, made: list[str]) -> None:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 10_000, 30_000],
-                        help="frontend counts, comma-separated (default 10,10000,30000: 100,000 exceed the services map's usable half, 32,768)")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 10_000, 100_000],
+                        help="frontend counts, comma-separated (default 10,10000,100000)")
+    parser.add_argument("--large-maps-above", type=int, default=Budget.of_maps().services, metavar="N",
+                        help="sizes above N run blixt on the large build (default %(default)s: what the default "
+                             "build's maps fit)")
+    parser.add_argument("--kube-proxy-up-to", type=int, default=10_000, metavar="N",
+                        help="run kube-proxy at sizes up to N only (default %(default)s: at 10,000 its nftables "
+                             "mode syncs in minutes and its iptables mode did not finish in 17 minutes)")
+    parser.add_argument("--add-to", type=pathlib.Path, metavar="JSON",
+                        help="measure --sizes (no small round, no translation) into this earlier run's results; "
+                             "the merged results go to --out")
     parser.add_argument("--backends", type=int, default=10, help="backends per frontend up to --change-size")
     parser.add_argument("--backends-large", type=int, default=2,
-                        help="backends per frontend above --change-size (the slot map holds 512k)")
+                        help="backends per frontend above --change-size (100,000 x 2 fit the large build)")
     parser.add_argument("--change-size", type=int, default=10_000,
                         help="the size at which single endpoint changes are timed")
     parser.add_argument("--changes", type=int, default=20, help="endpoint changes timed per proxy at --change-size")
@@ -601,11 +643,14 @@ def main(argv: list[str] | None = None) -> int:
         paths.require_file(RRBENCH, "rrbench (make build/rrbench)")
         paths.require_file(paths.KUBE_PROXY, "kube-proxy (make deps-cluster)")
         args.out.parent.mkdir(parents=True, exist_ok=True)
+        variants = ("large",) if max(args.sizes) > args.large_maps_above else ()
         with tempfile.TemporaryDirectory(prefix="blixt-bench-proxies-") as tmp, \
-                local_stack(pathlib.Path(tmp), pod_net=POD_NET) as node:
+                local_stack(pathlib.Path(tmp), pod_net=POD_NET, variants=variants) as node:
             res = measure(node, args, pathlib.Path(tmp), lambda r: args.out.write_text(json.dumps(r, indent=1)))
+        if args.add_to:
+            res = merged(json.loads(args.add_to.read_text()), res, args.proxies)
         args.out.write_text(json.dumps(res, indent=1))
-    if set(args.proxies) != set(PROXIES):
+    if set(args.proxies) != set(PROXIES) and not args.add_to:
         print(f"{args.out}: measured {', '.join(args.proxies)} only; the report compares all of them")
         return 0
     text = report(res, args)

@@ -72,3 +72,31 @@ def test_the_benchmark_runs_and_reports_what_it_measured(node, tmp_path):
     assert sorted(made) == ["convergence.png", "crr.png", "programming.png"]
     for name in made:
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_size_past_the_default_maps_is_added_on_the_large_build(node, tmp_path, registry, variant_object):
+    """--add-to with a size past --large-maps-above: blixt alone on the large
+    build (its maps lock more memory), kube-proxy said not run, the earlier
+    rows kept and the report saying which row came later."""
+    from blixt import oci_image
+    from blixt.bytecode_image import image_for
+    node.variant_images["large"] = registry.ref("blixt/bytecode", "large")
+    oci_image.push(image_for(variant_object("large")), node.variant_images["large"], cafile=str(registry.ca.cert))
+    first = proxies.parser().parse_args(["--sizes", "10", "--change-size", "10", "--rounds", "1", "--seconds", "0.5",
+                                         "--changes", "1", "--convergence", "1", "--proxies", "blixt"])
+    base = proxies.measure(node, first, tmp_path)
+    args = proxies.parser().parse_args(["--sizes", "40", "--large-maps-above", "20", "--kube-proxy-up-to", "10",
+                                        "--change-size", "10", "--rounds", "1", "--seconds", "0.5",
+                                        "--add-to", "unused.json"])
+    res = proxies.merged(base, proxies.measure(node, args, tmp_path), args.proxies)
+    row = res["sizes"]["40"]
+    assert row["bytecode"] == "large" and res["sizes"]["10"]["bytecode"] == "default"
+    assert row["errors"] == {k: ["not run above 10 frontends (--kube-proxy-up-to)"]
+                             for k in ("kube-proxy-iptables", "kube-proxy-nft")}
+    (crr,) = row["crr"]["blixt"]
+    assert crr > 0 and not row["crr"]["kube-proxy-nft"]
+    # The large build's empty bucket arrays: several MiB more than the default's.
+    assert row["map_memory"][0] > res["sizes"]["10"]["map_memory"][0] + 4
+    assert res["small"] == base["small"] and res["translation"] == base["translation"]
+    text = proxies.report(res, args)
+    assert "The 40-frontend row(s) come from a later run" in text and "At 40 frontends blixt ran" in text

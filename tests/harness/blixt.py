@@ -47,6 +47,7 @@ class Node:
         self.agent: Process | None = None
         self.bpfman_socket = bpfman_socket
         self.bytecode_image = bytecode_image
+        self.variant_images: dict[str, str] = {}  # other builds' images ("large": make bytecode-large)
         self.mode = mode
         try:
             self.topo.client.exec("ip", "route", "add", GATEWAY_POOL, "via", self.topo.node.address)

@@ -24,9 +24,10 @@ from .registry import Registry
 
 @contextlib.contextmanager
 def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None,
-                pod_net: str = "198.18") -> Iterator[Node]:
+                pod_net: str = "198.18", variants: tuple[str, ...] = ()) -> Iterator[Node]:
     """A Node whose controller and agent are not started yet (pods in
-    {pod_net}.i.2, as harness.netns.Topology says)."""
+    {pod_net}.i.2, as harness.netns.Topology says). variants: other builds
+    ("large") pushed too, their references in node.variant_images."""
     with contextlib.ExitStack() as stack:
         def later(fn):
             def quietly():
@@ -45,6 +46,12 @@ def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None,
         ref = registry.ref("blixt/bytecode", "local")
         digest = oci_image.push(image_for(paths.BYTECODE_OBJECT), ref, cafile=str(ca.cert))
         say(f"    {ref}@{digest}")
+        variant_refs = {}
+        for v in variants:
+            obj = paths.BUILD / f"blixt-{v}.bpf.o"
+            run(["make", "-s", "-C", str(paths.REPO), str(obj.relative_to(paths.REPO))])
+            variant_refs[v] = registry.ref("blixt/bytecode", v)
+            oci_image.push(image_for(obj), variant_refs[v], cafile=str(ca.cert))
         say("starting bpfman-rpc")
         bpfman = BpfmanServer(work / "bpfman", ssl_cert_file=ca.bundle_with_system(work / "ca-bundle.crt"))
         later(bpfman.stop)
@@ -54,6 +61,7 @@ def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None,
         say(f"    kubectl --kubeconfig={cluster.kubeconfig}")
         say("creating the node namespace and three pods with echo servers")
         node = Node(work / "node", cluster, bpfman.socket, ref, pod_net=pod_net)
+        node.variant_images.update(variant_refs)
         node.workdir.mkdir(parents=True, exist_ok=True)
 
         def unload():  # the agent leaves its programs loaded on exit, by design
