@@ -64,6 +64,8 @@ from harness.stack import local_stack  # noqa: E402
 
 from blixt.bpfman.client import BpfmanClient  # noqa: E402
 from blixt.dataplane.fit import Budget  # noqa: E402
+from blixt.node import inspection  # noqa: E402
+from blixt.node.manager import programs_of  # noqa: E402
 
 RRBENCH = paths.BUILD / "rrbench"
 NS = "bench"
@@ -215,11 +217,15 @@ class Proxy:
         return res.stdout
 
     def map_memory(self) -> float:
-        """MiB the kernel charges for blixt's maps (`blixt dataplane show`)."""
-        res = subprocess.run([sys.executable, "-m", "blixt", "dataplane", "show", "--node", self.node.name,
-                              "--netns", self.node.topo.node.netns, "--bpfman-socket", str(self.node.bpfman_socket),
-                              "--json"], capture_output=True, text=True, check=True, timeout=120)
-        return sum(m["memlock"] for m in json.loads(res.stdout)["maps"]) / 2**20
+        """MiB the kernel charges for blixt's maps (the memlock `blixt
+        dataplane show` prints per map; read alone: show decodes every entry)."""
+        with BpfmanClient(str(self.node.bpfman_socket)) as c:
+            reader = inspection.reader(c, programs_of(c, self.node.name, self.node.topo.node.netns), "blixt")
+        try:
+            return sum(m.memlock() for m in reader.maps.values()) / 2**20
+        finally:
+            for m in reader.maps.values():
+                m.close()
 
     def change_metric(self) -> str:
         return ("blixt_dataplane_sync_duration_seconds" if self.kind == "blixt"
