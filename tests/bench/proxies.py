@@ -313,7 +313,7 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
             rounds = args.rounds if size <= args.full_rounds_up_to else args.rounds_large
             row["rounds"] = rounds
             run = [p for p in PROXIES if p in args.proxies and (p == "blixt" or size <= args.kube_proxy_up_to)]
-            for kind in sorted(set(args.proxies) - set(run)):
+            for kind in sorted(k for k in PROXIES if k != "blixt" and size > args.kube_proxy_up_to):
                 row.setdefault("errors", {})[kind] = [f"not run above {args.kube_proxy_up_to:,} frontends "
                                                       f"(--kube-proxy-up-to)"]
             for r in range(rounds):
@@ -359,11 +359,18 @@ def measure(node, args, workdir: pathlib.Path, save=lambda res: None) -> dict:
 
 
 def merged(base: dict, added: dict, proxies: list[str]) -> dict:
-    """An earlier run's results with `added`'s sizes put in (replacing rows
-    of the same size), said so in base["added"]."""
-    out = {**base, "sizes": {**base["sizes"], **added["sizes"]}}
-    out["added"] = base.get("added", []) + [{"date": added["machine"]["date"], "sizes": sorted(added["sizes"], key=int),
-                                             "proxies": proxies, "machine": added["machine"]}]
+    """An earlier run's results with `added`'s new sizes put in, said so in
+    ["added"]. Sizes the earlier run has are kept as it measured them; the
+    later run's rows for them go to ["reference"] (TCP_CRR flat compares
+    rows of one run: traffic rates drift between runs)."""
+    run = len(base.get("added", [])) + 1
+    new = {s: {**r, "run": run} for s, r in added["sizes"].items() if s not in base["sizes"]}
+    again = {s: {**r, "run": run} for s, r in added["sizes"].items() if s in base["sizes"]}
+    out = {**base, "sizes": {**base["sizes"], **new}}
+    out["reference"] = {**base.get("reference", {}), **again}
+    out["added"] = base.get("added", []) + [{"date": added["machine"]["date"], "sizes": sorted(new, key=int),
+                                             "reference": sorted(again, key=int), "proxies": proxies,
+                                             "machine": added["machine"]}]
     return out
 
 
@@ -449,9 +456,11 @@ def report(res: dict, args) -> str:
              f"traffic measurement. kube-proxy v1.35.4 (nftables, iptables) and blixt serve the same "
              f"Services in turn; Services have up to {PORTS_PER_SERVICE} ports, each port a frontend.", ""]
     for a in res.get("added", []):
+        again = (f"; it measured blixt at {', '.join(f'{int(s):,}' for s in a['reference'])} frontends again for "
+                 f"the flatness row" if a.get("reference") else "")
         lines += [f"The {', '.join(f'{int(s):,}' for s in a['sizes'])}-frontend row(s) come from a later run on "
                   f"{a['date']} (same machine: {a['machine']['cores']} cores, kernel {a['machine']['kernel']}; "
-                  f"{', '.join(a['proxies'])}), added to this one.", ""]
+                  f"{', '.join(a['proxies'])}{again}), added to this one.", ""]
     large = [f"{int(s):,}" for s in sorted(res["sizes"], key=int) if res["sizes"][s].get("bytecode") == "large"]
     if large:
         lines += [f"At {', '.join(large)} frontends blixt ran `make bytecode-large`'s build (maps for 100,000 "
@@ -522,9 +531,14 @@ def targets_table(res: dict, args) -> list[str]:
         out.append(f"| TCP_CRR at {int(s):,} frontends >= 1.0x kube-proxy nftables | {b:.0f} vs {n:.0f}/s "
                    f"({ratio(b, n)}) | {verdict(b >= n)} |")
     if len(sizes) > 1:
-        lo, hi = median(res["sizes"][sizes[0]]["crr"]["blixt"]), median(res["sizes"][sizes[-1]]["crr"]["blixt"])
+        top = res["sizes"][sizes[-1]]
+        ref = res.get("reference", {}).get(sizes[0])
+        same_run = ref is not None and ref.get("run") == top.get("run")
+        bottom = ref if same_run else res["sizes"][sizes[0]]
+        lo, hi = median(bottom["crr"]["blixt"]), median(top["crr"]["blixt"])
+        where = " (both from the later run)" if same_run else ""
         out.append(f"| TCP_CRR flat: {int(sizes[-1]):,} >= 0.9x {int(sizes[0]):,} frontends | "
-                   f"{hi:.0f} vs {lo:.0f}/s ({ratio(hi, lo)}) | {verdict(hi >= 0.9 * lo)} |")
+                   f"{hi:.0f} vs {lo:.0f}/s ({ratio(hi, lo)}){where} | {verdict(hi >= 0.9 * lo)} |")
     small = res["small"]
     for mode, name in (("rr", "TCP_RR"), ("urr", "UDP_RR"), ("stream", "TCP_STREAM")):
         if mode in small:
