@@ -115,7 +115,7 @@ bench: bench-dataplane bench-convergence bench-proxies ## every benchmark
 bench-convergence: deps bytecode ## p50/p90/p99 from an API change to traffic on the new backend (root)
 	$(VPY) tests/bench/convergence.py $(BENCH_ARGS)
 
-bench-proxies: deps bytecode $(BUILD)/rrbench ## blixt vs kube-proxy (nftables, iptables): programming, RSS, CRR at 10/10k/30k frontends, RR/UDP_RR/STREAM, convergence; tables + plots into tests/bench/README.md (root)
+bench-proxies: deps bytecode $(BUILD)/blixt-large.bpf.o $(BUILD)/rrbench ## blixt vs kube-proxy (nftables, iptables): programming, RSS, CRR at 10/10k/100k frontends (100k: blixt alone, large build), RR/UDP_RR/STREAM, convergence; tables + plots into tests/bench/README.md (root)
 	$(VPY) tests/bench/proxies.py $(BENCH_ARGS)
 
 bench-dataplane: deps bytecode $(BUILD)/rrbench ## TCP_RR/TCP_CRR vs direct veth and nft DNAT; 10k x 10 programming time (root)
