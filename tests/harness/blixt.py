@@ -122,9 +122,13 @@ class Node:
         else:
             self.cluster.kubectl("apply", "-f", "-", input=manifest)
 
-    def write_endpoints(self, namespace: str, service: str, pods: list[int],
-                        ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None,
-                        nodes: dict[int, str] | None = None, zones: dict[int, str] | None = None) -> None:
+    def write_endpoints(self, namespace: str, service: str, pods: list[int], **kw) -> None:
+        """endpoint_slice(...) written with kubectl apply."""
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(self.endpoint_slice(namespace, service, pods, **kw)))
+
+    def endpoint_slice(self, namespace: str, service: str, pods: list[int],
+                       ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None,
+                       nodes: dict[int, str] | None = None, zones: dict[int, str] | None = None) -> dict:
         """The EndpointSlice an endpoint controller would write for `service`
         backed by these pods; ports are (name, protocol, port) as the Service's
         ports resolve to on the pods. nodes: pod -> nodeName where it is not
@@ -144,7 +148,7 @@ class Node:
                           for i in pods],
             "ports": [{"name": n, "protocol": p, "port": port} for n, p, port in ports],
         }
-        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+        return body
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict:
         args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
