@@ -243,6 +243,8 @@ def test_update_puts_tampered_rules_right_and_fails_without_the_table(lab):
     t.delete()
     with pytest.raises(NftError):
         t.update(add)
+    with pytest.raises(NftError):  # nor without re-declaring the chains
+        t.update(add, chains=False)
 
 
 def test_rebuild_follows_a_changed_mark_layout(netns):

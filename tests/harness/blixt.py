@@ -122,9 +122,9 @@ class Node:
         else:
             self.cluster.kubectl("apply", "-f", "-", input=manifest)
 
-    def write_endpoints(self, namespace: str, service: str, pods: list[int], **kw) -> None:
+    def write_endpoints(self, *args, **kw) -> None:
         """endpoint_slice(...) written with kubectl apply."""
-        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(self.endpoint_slice(namespace, service, pods, **kw)))
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(self.endpoint_slice(*args, **kw)))
 
     def endpoint_slice(self, namespace: str, service: str, pods: list[int],
                        ports: list[tuple[str, str, int]] | None = None, slice_name: str | None = None,

@@ -12,7 +12,7 @@ import pytest
 
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.model import Backend, Dataplane, Service
-from blixt.dataplane.plan import Current, NftView, Tracker, after, nft_changes, plan
+from blixt.dataplane.plan import Current, NftView, Tracker, advance, after, nft_changes, plan
 
 MARKS = MarkConfig()
 ORDERED = ("services_put",)  # insertion order matters: scope "pod" entries first
@@ -61,8 +61,15 @@ def mutate(rng: random.Random, services: dict) -> None:
             services[k] = dataclasses.replace(services[k])
 
 
+def copy(state: Current) -> Current:
+    return after(state, plan(Dataplane.of([]), Current(), MARKS))  # an empty plan: a copy
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["after", "advance"])
 @pytest.mark.parametrize("seed", range(40))
-def test_tracker_plans_what_plan_plans(seed):
+def test_tracker_plans_what_plan_plans(seed, in_place):
+    """in_place: the state advanced as the manager does (`advance`), so the
+    view and changes must come from the plan, not from the old state."""
     rng = random.Random(seed)
     services: dict = {}
     tracker = Tracker()
@@ -78,13 +85,18 @@ def test_tracker_plans_what_plan_plans(seed):
         got = tracker.plan(desired, state, MARKS)
         incremental += trusted
         assert canon(got) == canon(full), f"step {step}"
-        new_state = after(state, got)
+        kept = copy(state) if in_place else state  # what the kernel holds if the write fails
+        expected = after(state, got)
+        old_view = NftView.of(state) if in_place else view  # a view of its own, to compare with
+        new_state = advance(state, got) if in_place else expected
+        assert new_state == expected, f"step {step}"
         # The nft view and changes made from the plan are the ones made by comparing everything.
-        new_view = view.after(state, new_state, got)
+        new_view = view.after(new_state, got)
         assert new_view == NftView.of(new_state), f"step {step}"
-        assert nft_changes(view, new_view, got) == nft_changes(view, new_view), f"step {step}"
+        assert nft_changes(view, new_view, got) == nft_changes(old_view, NftView.of(expected)), f"step {step}"
         roll = rng.random()
         if roll < 0.1:
+            state = kept
             continue  # not applied (a failed write): the next plan compares everything
         view = new_view
         tracker.applied(got, new_state)

@@ -93,6 +93,10 @@ class Plan:
     names: dict[int, str]                   # service id -> Service.name
     udp_flushes: list[Flush] = dataclasses.field(default_factory=list)  # 9. conntrack
     changed: Mapping[ServiceKey, Service] = dataclasses.field(default_factory=dict)  # services_put's, for logs
+    # What the nft map holds now for the backend ids nft_delete and nft_put
+    # name (where it holds them): the state the plan was made from may be
+    # advanced in place before the table is written.
+    nft_was: Mapping[int, Endpoint] = dataclasses.field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -115,10 +119,20 @@ class Plan:
 def after(current: Current, p: Plan) -> Current:
     """What the kernel holds once `p` is applied to `current` (pure), so the
     manager need not read every map back after each apply."""
-    out = Current(dict(current.services), dict(current.slots), dict(current.members),
-                  dict(current.backends), set(current.local_addresses),
-                  (current.pod_cidrs | p.cidrs_put) - p.cidrs_delete,
-                  (current.source_ranges | p.ranges_put) - p.ranges_delete, current.capacity)
+    return advance(Current(dict(current.services), dict(current.slots), dict(current.members),
+                           dict(current.backends), set(current.local_addresses), set(current.pod_cidrs),
+                           set(current.source_ranges), current.capacity), p)
+
+
+def advance(out: Current, p: Plan) -> Current:
+    """`after`, in place: `out` made what the kernel holds once `p` (planned
+    from it) is applied; returns it. The work is the plan's size, not the
+    maps' (the manager's copy of 10,000 frontends' entries, and freeing the
+    old one, took longer than the rest of a one-Service pass)."""
+    out.pod_cidrs |= p.cidrs_put
+    out.pod_cidrs -= p.cidrs_delete
+    out.source_ranges |= p.ranges_put
+    out.source_ranges -= p.ranges_delete
     out.backends.update(p.nft_put)
     out.slots.update(p.slots_put)
     out.members.update(p.members_put)
@@ -352,9 +366,11 @@ def _plan_all(desired: Dataplane, current: Current, marks: MarkConfig) -> tuple[
 def _finish(desired: Dataplane, current: Current, parts: Mapping[ServiceKey, _Part], fields: dict) -> Plan:
     local_want = {int(a) for a in desired.local_addresses}
     cidrs_want = {_new(CidrKey, (c.prefixlen, int(c.network_address))) for c in desired.pod_cidrs}
+    was = current.backends
+    nft_was = {bid: was[bid] for bid in (*fields["nft_delete"], *fields["nft_put"]) if bid in was}
     result = Plan(local_put=local_want - current.local_addresses, local_delete=current.local_addresses - local_want,
                   cidrs_put=cidrs_want - current.pod_cidrs, cidrs_delete=current.pod_cidrs - cidrs_want,
-                  changed={k: parts[k].svc for k in fields["services_put"]}, **fields)
+                  changed={k: parts[k].svc for k in fields["services_put"]}, nft_was=nft_was, **fields)
     check_capacity(result, current)
     return result
 
@@ -386,7 +402,7 @@ class Tracker:
         self._state = self._pending = None  # until `applied`
         if not trusted:
             p, parts = _plan_all(desired, current, marks)
-            self._pending = (p, parts, marks, None, current)
+            self._pending = (p, parts, marks, None)
             return p
         return self._plan_changes(desired, current, marks)
 
@@ -394,7 +410,7 @@ class Tracker:
         """`p`, the last plan made, is written; the kernel holds `state`."""
         if self._pending is None or self._pending[0] is not p:
             return
-        _, parts, marks, delta, before = self._pending
+        _, parts, marks, delta = self._pending
         self._pending = None
         if delta is None:  # a full plan: index it all again
             self._parts = parts
@@ -423,7 +439,7 @@ class Tracker:
                     self._refs.pop(ep, None)
             self._bids.update(self._backend_ids.new)
             for bid in p.nft_delete:
-                ep = before.backends[bid]
+                ep = p.nft_was[bid]
                 del self._bids[(ep[0]._ip, ep[1])]
                 self._backend_ids.release(bid)
             self._sids.current.update(self._sids.new)
@@ -539,7 +555,7 @@ class Tracker:
             members_delete=members_delete, removed_ids=removed_ids, ranges_delete=ranges_delete,
             nft_delete=nft_delete, service_ids=service_ids,
             names=names if names is not None else self._names, udp_flushes=flushes))
-        self._pending = (result, changed, marks, delta, current)
+        self._pending = (result, changed, marks, delta)
         return result
 
 def _vip(key: ServiceKey) -> ipaddress.IPv4Address | None:
@@ -601,9 +617,11 @@ class NftView:
             outputs=outputs(cur) if outs is None else outs,
         )
 
-    def after(self, before: Current, target: Current, p: Plan) -> "NftView":
+    def after(self, target: Current, p: Plan) -> "NftView":
         """The view of `target` (= after(before, p)), with only the outputs
-        of frontends `p` touches made again. `self` is the view of `before`."""
+        of frontends `p` touches made again. `self` is the view of `before`.
+        A frontend keeps its service id while it exists, so its new output
+        replaces its old one; removed frontends' outputs go by id."""
         touched = set(p.services_put) | set(p.services_delete)
         ranged = {r.service_id for r in p.ranges_put | p.ranges_delete}
         if ranged:
@@ -611,12 +629,10 @@ class NftView:
         # Outputs are kept under their scope "any" entry.
         mains = {_new(ServiceKey, (k.addr, k.port, k.proto, layout.SCOPE_ANY)) for k in touched}
         outs = dict(self.outputs)
-        for key in mains:
-            was = before.services.get(key)
-            if was is not None:
-                outs.pop(was.id, None)
+        for sid in p.removed_ids:
+            outs.pop(sid, None)
         outs.update(outputs(target, only=mains))
-        # target.backends is a dict of its own (after() copies): shared, not copied again.
+        # target.backends, shared: the manager's state, which only `advance` changes.
         return NftView.of(target, outs, target.backends)
 
 
@@ -707,10 +723,11 @@ def nft_changes(old: NftView, new: NftView, p: Plan | None = None) -> tuple[NftC
     if p is None:
         put = {bid: ep for bid, ep in new.backends.items() if old.backends.get(bid) != ep}
         gone = {bid: ep for bid, ep in old.backends.items() if bid not in new.backends}
-    else:
+        replaced = {bid: old.backends[bid] for bid in put if bid in old.backends}
+    else:  # old.backends may be advanced already: the plan says what it held
         put = dict(p.nft_put)
-        gone = {bid: old.backends[bid] for bid in p.nft_delete}
-    replaced = {bid: old.backends[bid] for bid in put if bid in old.backends}
+        gone = {bid: p.nft_was[bid] for bid in p.nft_delete}
+        replaced = {bid: p.nft_was[bid] for bid in put if bid in p.nft_was}
     adds = {s: getattr(new, s) - getattr(old, s) for s in NftView.SETS}
     dels = {s: getattr(old, s) - getattr(new, s) for s in NftView.SETS}
     empty = {s: frozenset() for s in NftView.SETS}

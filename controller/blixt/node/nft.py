@@ -255,17 +255,21 @@ class NatTable:
         lines += self._output_lines({}, view.outputs, {})
         self._run(lines)
 
-    def update(self, change: NftChange) -> None:
+    def update(self, change: NftChange, chains: bool = True) -> None:
         """Apply element changes, re-declaring the chains in the same
-        transaction (so a tampered rule is put right). Fails, changing
-        nothing, if the table or a set is gone: the caller rebuilds."""
+        transaction (so a tampered rule is put right; chains=False: not, for
+        a second update right after one that did: the rules name the 100,000-
+        element maps, and nft reading them back was most of an update at
+        10,000 frontends). Fails, changing nothing, if the table or a set is
+        gone: the caller rebuilds."""
         if change.empty:
             return
         for bid, ep in change.put_backends.items():
             self.validate(bid, ep)
         # Declaring what exists changes nothing; a table from an older blixt gets the output maps.
-        lines = [f"add table {self._t}", *(f"add map {self._t} {n} {{ {typ}; }}" for n, typ in OUT_MAPS.items()),
-                 *self._chain_lines()]
+        lines = [f"add table {self._t}"]
+        if chains:
+            lines += [*(f"add map {self._t} {n} {{ {typ}; }}" for n, typ in OUT_MAPS.items()), *self._chain_lines()]
         # A map element's value cannot be overwritten: replace = delete + add.
         lines += self._backend_elements("delete", change.delete_backends)
         for name, (_, render) in SETS.items():
