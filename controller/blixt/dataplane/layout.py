@@ -250,6 +250,7 @@ MAPS: dict[str, MapSpec] = {
                                    BPF_F_NO_PREALLOC),
 }
 PERCPU_MAPS = frozenset(name for name, spec in MAPS.items() if spec.map_type in PERCPU_MAP_TYPES)
+ONE = bytes(c_u32(1))  # the value of every blixt_local_addrs entry
 
 
 class Capacity(NamedTuple):
@@ -272,4 +273,3 @@ def capacity_of(max_entries: dict[str, int]) -> Capacity:
         raise ValueError(f"blixt_stats holds {max_entries['blixt_stats']} entries and blixt_services "
                          f"{max_entries['blixt_services']}: one build's maps have the same capacity")
     return Capacity(*(max_entries[name] for name in ("blixt_services", "blixt_slots", "blixt_members")))
-ONE = bytes(c_u32(1))  # the value of every blixt_local_addrs entry
