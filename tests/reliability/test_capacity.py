@@ -264,6 +264,10 @@ def test_the_agent_plans_against_the_capacity_of_the_build_it_loads(
         node.start_agent(*flags)
         sc = Scenario(node, "small")
         ns = "default"
+        # The oldest Service: other tests' cleanup deletes it, and the
+        # apiserver makes it again within seconds.
+        node.wait_for("the kubernetes Service", lambda: node.cluster.kubectl(
+            "get", "service", "kubernetes", "-n", "default", check=False).returncode == 0, timeout=60)
         try:
             for i in range(5):
                 time.sleep(1.1)  # distinct creationTimestamps: the oldest fit

@@ -288,6 +288,12 @@ def _groups(ordered, sid_of) -> dict[str, int]:
     return groups
 
 
+def _plain(svc: Service) -> bool:
+    """Neither a scope "pod" entry nor in an affinity group: a change to it
+    changes no other frontend's entry."""
+    return svc.scope != "pod" and not (svc.affinity_timeout and svc.affinity_group)
+
+
 def _affinity_id(svc: Service, groups: Mapping[str, int]) -> int:
     return groups.get(svc.affinity_group, 0) if svc.affinity_timeout else 0
 
@@ -452,6 +458,26 @@ class Tracker:
         self._service_ids, self._names = p.service_ids, p.names
         self._state, self._marks = state, marks
 
+    def _new_and_gone(self, desired: Dataplane) -> tuple[list, list[ServiceKey]] | None:
+        """(new Service objects with their keys, in `_ordered`'s order; keys
+        of the objects gone), found by identity with set operations instead
+        of a look at every frontend; None where only a look at every frontend
+        is right (a scope "pod" entry or an affinity group among them)."""
+        now = {id(s): s for s in desired.services}
+        keys, parts = self._keys, self._parts
+        new_ids = now.keys() - keys.keys()
+        gone = []
+        for i in keys.keys() - now.keys():
+            key = keys[i]
+            was = parts.get(key)
+            if was is None or id(was.svc) != i or not _plain(was.svc):
+                return None
+            gone.append(key)
+        new = [s for s in desired.services if id(s) in new_ids] if new_ids else []
+        if not all(_plain(s) for s in new):
+            return None
+        return [(s, service_key(s)) for s in new], gone
+
     def _plan_changes(self, desired: Dataplane, current: Current, marks: MarkConfig) -> Plan:
         parts, sids, bids = self._parts, self._sids, self._backend_ids  # emptied of new ids by `applied`
         keys = self._keys
@@ -462,9 +488,20 @@ class Tracker:
             was = parts.get(key) if key is not None else None
             return key if was is not None and was.svc is svc else None
 
-        ordered = _ordered(desired, known)
-        twins = {key[:3] for _, key in ordered if key.scope == layout.SCOPE_POD}
-        groups = _groups(ordered, sids.get)
+        fast = self._new_and_gone(desired)
+        if fast is None:
+            ordered = _ordered(desired, known)
+            twins = {key[:3] for _, key in ordered if key.scope == layout.SCOPE_POD}
+            groups = _groups(ordered, sids.get)
+        else:
+            # Only the new Service objects are looked at. None of them, and
+            # none of the gone ones, is a scope "pod" entry or in an affinity
+            # group (or this is not taken), so no other frontend's twin flag
+            # or group id can change with them.
+            ordered, gone_keys = fast
+            twins = {key[:3] for _, key in ordered
+                     if _new(ServiceKey, (*key[:3], layout.SCOPE_POD)) in parts}
+            groups = {}
 
         changed: dict[ServiceKey, _Part] = {}
         services_put: dict[ServiceKey, ServiceVal] = {}
@@ -517,7 +554,12 @@ class Tracker:
             for ep in part.endpoints:
                 delta[ep] = delta.get(ep, 0) + 1
 
-        services_delete = [k for k in parts if k not in wanted] if len(wanted) != len(parts) or sids.fresh else []
+        if fast is not None:
+            services_delete = [k for k in gone_keys if k not in wanted]
+        elif len(wanted) != len(parts) or sids.fresh:
+            services_delete = [k for k in parts if k not in wanted]
+        else:
+            services_delete = []
         removed_ids = []
         for key in services_delete:
             was = parts[key]
@@ -546,7 +588,11 @@ class Tracker:
             elif not before:
                 nft_put[bids.get(ep)] = endpoint[ep]
         service_ids = self._service_ids
-        if services_delete or sids.fresh:
+        if (services_delete or sids.fresh) and fast is not None:
+            service_ids = {**service_ids, **{k: sids.get(k) for _, k in ordered}}
+            for k in services_delete:
+                del service_ids[k]
+        elif services_delete or sids.fresh:
             service_ids = {k: sids.get(k) for _, k in ordered}
         result = _finish(desired, current, changed, dict(
             nft_put=nft_put, slots_put=slots_put, members_put=members_put,
