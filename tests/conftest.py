@@ -104,13 +104,7 @@ def bytecode_object() -> pathlib.Path:
 def variant_object(bytecode_object):
     """variant_object("small" or "large"): the TC object built with other map
     capacities (the Makefile's SMALL_MAPS, LARGE_MAPS)."""
-    from harness.proc import run
-
-    def build(variant: str) -> pathlib.Path:
-        path = paths.BUILD / f"blixt-{variant}.bpf.o"
-        run(["make", "-s", "-C", str(paths.REPO), str(path.relative_to(paths.REPO))])
-        return path
-    return build
+    return paths.variant_object
 
 
 @pytest.fixture(scope="session")

@@ -61,3 +61,12 @@ def component():
         if in_ci():
             pytest.fail(f"missing component under CI: {e}", pytrace=False)
         pytest.skip(str(e))
+
+
+def variant_object(variant: str) -> pathlib.Path:
+    """The TC object of another build ("small", "large": the Makefile's
+    SMALL_MAPS, LARGE_MAPS), made if needed."""
+    from .proc import run
+    path = BUILD / f"blixt-{variant}.bpf.o"
+    run(["make", "-s", "-C", str(REPO), str(path.relative_to(REPO))])
+    return path

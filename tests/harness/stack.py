@@ -48,10 +48,8 @@ def local_stack(work: pathlib.Path, say: Callable[[str], None] = lambda _: None,
         say(f"    {ref}@{digest}")
         variant_refs = {}
         for v in variants:
-            obj = paths.BUILD / f"blixt-{v}.bpf.o"
-            run(["make", "-s", "-C", str(paths.REPO), str(obj.relative_to(paths.REPO))])
             variant_refs[v] = registry.ref("blixt/bytecode", v)
-            oci_image.push(image_for(obj), variant_refs[v], cafile=str(ca.cert))
+            oci_image.push(image_for(paths.variant_object(v)), variant_refs[v], cafile=str(ca.cert))
         say("starting bpfman-rpc")
         bpfman = BpfmanServer(work / "bpfman", ssl_cert_file=ca.bundle_with_system(work / "ca-bundle.crt"))
         later(bpfman.stop)

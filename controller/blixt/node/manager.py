@@ -221,45 +221,40 @@ class Manager:
         Into a build with smaller maps the frontends are not carried (they
         might not fit, and half of them would be worse than none): the first
         pass writes them."""
-        shrunk = any(size > self.maps[name].max_entries for name, size in self._sizes(predecessor).items())
+        srcs = {}
         for name in CARRIED_MAPS:
             try:
-                src = bpf.PinnedMap.open(os.path.join(predecessor.map_pin_path, name))
+                srcs[name] = bpf.PinnedMap.open(os.path.join(predecessor.map_pin_path, name))
             except bpf.BpfError as e:
                 log.warning("cannot read %s of program %d to carry it over: %s", name, predecessor.id, e)
-                continue
-            with src:
-                if (src.key_size, src.value_size) != (self.maps[name].key_size, self.maps[name].value_size):
-                    log.warning("%s changed layout; not carried over", name)
-                    continue
-                if shrunk and name in layout.RESIZABLE:
-                    log.warning("%s: this build's maps are smaller than program %d's; not carried over",
-                                name, predecessor.id)
-                    continue
-                items = list(src.items())
-            if not items:
-                continue
-            dst = self.maps[name]
-            keys = [k for k, _ in items]
-            if dst.percpu:  # each CPU's value padded to 8 bytes, as the kernel wants it
-                step = (dst.value_size + 7) & ~7
-                values = [b"".join(part.ljust(step, b"\0") for part in v) for _, v in items]
-            else:
-                values = [v for _, v in items]
-            dst.update_batch(keys, values)
-            log.info("carried %d %s entries over from program %d", len(items), name, predecessor.id)
+        try:
+            shrunk = any(srcs[n].max_entries > self.maps[n].max_entries for n in layout.RESIZABLE if n in srcs)
+            for name, src in srcs.items():
+                self._carry(name, src, predecessor.id, shrunk)
+        finally:
+            for m in srcs.values():
+                m.close()
 
-    @staticmethod
-    def _sizes(prog: bpfman.Program) -> dict[str, int]:
-        """max_entries of prog's maps that a build may size (those it has)."""
-        out = {}
-        for name in layout.RESIZABLE:
-            try:
-                with bpf.PinnedMap.open(os.path.join(prog.map_pin_path, name)) as m:
-                    out[name] = m.max_entries
-            except bpf.BpfError:
-                continue
-        return out
+    def _carry(self, name: str, src: bpf.PinnedMap, predecessor: int, shrunk: bool) -> None:
+        """One map of program `predecessor` into ours (see _carry_over)."""
+        dst = self.maps[name]
+        if (src.key_size, src.value_size) != (dst.key_size, dst.value_size):
+            log.warning("%s changed layout; not carried over", name)
+            return
+        if shrunk and name in layout.RESIZABLE:
+            log.warning("%s: this build's maps are smaller than program %d's; not carried over", name, predecessor)
+            return
+        items = list(src.items())
+        if not items:
+            return
+        keys = [k for k, _ in items]
+        if dst.percpu:  # each CPU's value padded to 8 bytes, as the kernel wants it
+            step = (dst.value_size + 7) & ~7
+            values = [b"".join(part.ljust(step, b"\0") for part in v) for _, v in items]
+        else:
+            values = [v for _, v in items]
+        dst.update_batch(keys, values)
+        log.info("carried %d %s entries over from program %d", len(items), name, predecessor)
 
     def _attach(self) -> None:
         for a in self.settings.attachments:
