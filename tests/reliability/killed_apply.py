@@ -3,7 +3,10 @@ child process that applies the second one until it is SIGKILLed:
 
     python killed_apply.py SOCKET IMAGE NETNS NODE N
 
-prints "applying" just before Manager.apply and "applied" after it."""
+prints "applying" just before Manager.apply, "write N" as each of the
+apply's writes (a map batch, an nft transaction) starts, and "applied" after
+it: the test kills it at a write, not after a guessed time (this machine's
+speed varies threefold from one minute to the next)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from blixt.bpfman import client as bc  # noqa: E402
 from blixt.dataplane.model import Backend, Dataplane, Service  # noqa: E402
+from blixt.node import bpf, nft  # noqa: E402
 from blixt.node.manager import Attachment, Manager, Settings  # noqa: E402
 
 BASE = int(ipaddress.IPv4Address("10.100.0.0"))
@@ -54,10 +58,29 @@ def manager(socket: str, image: str, netns: str, node: str) -> Manager:
     return mgr
 
 
+def announce_writes() -> None:
+    """Print "write N" before each non-empty write the process makes."""
+    count = 0
+
+    def announced(method, size):
+        def wrapper(self, *args, **kwargs):
+            nonlocal count
+            if size(*args):
+                count += 1
+                print(f"write {count}", flush=True)
+            return method(self, *args, **kwargs)
+        return wrapper
+
+    bpf.PinnedMap.update_batch = announced(bpf.PinnedMap.update_batch, lambda keys, *_: len(keys))
+    bpf.PinnedMap.delete_batch = announced(bpf.PinnedMap.delete_batch, lambda keys, *_: len(keys))
+    nft.NatTable.update = announced(nft.NatTable.update, lambda change, *_: not change.empty)
+
+
 def main(argv: list[str]) -> None:
     socket, image, netns, node, n = argv
     mgr = manager(socket, image, netns, node)
     desired = new(int(n))
+    announce_writes()
     print("applying", flush=True)
     mgr.apply(desired)
     print("applied", flush=True)
