@@ -270,9 +270,10 @@ def test_agent_killed_mid_apply_leaves_nothing_half_written(node_manager):
     """A process applying a large change (1000 frontends: a tenth removed, a
     tenth added, two of three backends moved in the rest) is SIGKILLed as a
     random one of its writes (map batches, nft transactions) starts; packets
-    probe the kept frontends the whole time. Every probe gets a backend of its frontend, old or new (never no decision, never a
-    reject, never another frontend's backend), and after a fresh apply the
-    maps and table are exactly the desired state, with no stale slot."""
+    probe the kept frontends the whole time. Every probe gets a backend of
+    its frontend, old or new (never no decision, never a reject, never
+    another frontend's backend), and after a fresh apply the maps and table
+    are exactly the desired state, with no stale slot."""
     mgr, fd, args = node_manager
     rng = random.Random(SEED)
     child = [sys.executable, str(pathlib.Path(killed_apply.__file__)), *args, str(FRONTENDS)]
