@@ -26,7 +26,7 @@ from blixt.node.operator_program import OperatorProgram
 from blixt.node.pinned_maps import PinnedMapsError
 from blixt.node.programming_latency import ProgrammingLatency
 from blixt.timestamps import utc_now
-from blixt.translate.proxy import Memo as ProxyMemo, ProxyOptions
+from blixt.translate.proxy import ProxyOptions
 from blixt.kube import metrics
 from blixt.kube.events import EventRecorder
 from blixt.kube.leader import LeaderElector
@@ -93,6 +93,7 @@ class Controller:
         self.controller_name = controller_name
         self.writer = StatusWriter(api, field_manager="blixt-controller", controller_name=controller_name)
         self.loop = Loop(cache, self.reconcile, resync)
+        self._memo = translate.Memo()  # unchanged objects are not translated again
 
     def ready(self) -> bool:
         return self.cache.synced()
@@ -100,7 +101,8 @@ class Controller:
     def reconcile(self) -> None:
         if not self.elector.is_leader():
             return
-        result = translate.translate(snapshot_of(self.cache), now=utc_now(), controller_name=self.controller_name)
+        result = translate.translate(snapshot_of(self.cache), now=utc_now(), controller_name=self.controller_name,
+                                     memo=self._memo)
         written = 0
         for ref, status in sorted(result.statuses.items(), key=lambda kv: (kv[0].kind, kv[0].namespace or "", kv[0].name)):
             if self.writer.write(ref.kind, ref.namespace, ref.name, status):
@@ -150,7 +152,7 @@ class Agent:
         self._skipped: tuple[str, ...] = ()
         self._unfit: dict[translate.ObjectRef, str] = {}
         self.latency = ProgrammingLatency()
-        self._proxy_memo = ProxyMemo()  # unchanged Services are not translated again
+        self._memo = translate.Memo()  # unchanged objects are not translated again
 
     @property
     def budget(self) -> Budget:
@@ -189,7 +191,7 @@ class Agent:
         snapshot = snapshot_of(self.cache)
         result = translate.translate(snapshot, now=utc_now(),
                                      controller_name=self.controller_name, node_name=self.node,
-                                     services=self.proxy, budget=self.budget, proxy_memo=self._proxy_memo)
+                                     services=self.proxy, budget=self.budget, memo=self._memo)
         if result.skipped != self._skipped:
             for note in sorted(set(result.skipped) - set(self._skipped)):
                 log.warning("not programmed: %s", note)

@@ -1,4 +1,4 @@
-"""blixt.translate.proxy.Memo: the agent translates its Services again on
+"""blixt.translate.Memo for Services: the agent translates them again on
 every pass; with the memo, a Service whose object, EndpointSlices and
 options are the very objects of the last pass is not translated again, and
 the result is always the one a translation without the memo gives."""
@@ -35,7 +35,7 @@ def snapshot(services: dict, slices: dict) -> translate.Snapshot:
 
 
 def run(snap, memo=None):
-    return translate.translate(snap, now="2026-01-01T00:00:00Z", node_name="n", services=OPTS, proxy_memo=memo)
+    return translate.translate(snap, now="2026-01-01T00:00:00Z", node_name="n", services=OPTS, memo=memo)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def objects():
 
 def test_a_memo_gives_the_same_translation_through_changes(objects, monkeypatch):
     services, slices = objects
-    memo = proxy.Memo()
+    memo = translate.Memo()
     calls = []
     real = proxy._service
     monkeypatch.setattr(proxy, "_service", lambda obj, *a: calls.append(obj["metadata"]["name"]) or real(obj, *a))
@@ -75,14 +75,14 @@ def test_a_memo_gives_the_same_translation_through_changes(objects, monkeypatch)
     with_memo = run(snapshot(services, slices), memo)
     assert sorted(calls) == ["s3"]
     assert with_memo == run(snapshot(services, slices))
-    assert ("ns", "s4") not in memo.entries
+    assert ("ns", "s4") not in memo.services.entries
 
 
 def test_other_options_are_a_miss(objects):
     services, slices = objects
-    memo = proxy.Memo()
+    memo = translate.Memo()
     run(snapshot(services, slices), memo)
     other = proxy.ProxyOptions(node="n", masquerade_all=True)
-    got = translate.translate(snapshot(services, slices), now="t", node_name="n", services=other, proxy_memo=memo)
+    got = translate.translate(snapshot(services, slices), now="t", node_name="n", services=other, memo=memo)
     assert got == translate.translate(snapshot(services, slices), now="t", node_name="n", services=other)
     assert {s.masquerade for s in got.dataplane.services} == {"all"}

@@ -11,25 +11,26 @@ from blixt.gateway_api import ROUTE_KINDS
 
 from . import addresses, dataplane, gateway, gatewayclass, proxy, routes
 from .backends import Index
+from .memo import Memo
 from .model import CONTROLLER_NAME, ObjectRef, Snapshot, Translation, age_key
 
 
 def translate(snapshot: Snapshot, *, now: str, controller_name: str = CONTROLLER_NAME,
               node_name: str | None = None, services: proxy.ProxyOptions | None = None,
-              budget: Budget | None = None, proxy_memo: proxy.Memo | None = None) -> Translation:
+              budget: Budget | None = None, memo: Memo | None = None) -> Translation:
     """node_name: when given, backends on other nodes are masqueraded and
     local ones are not; when None (a cluster-wide view), all are.
     services: when given, Kubernetes Services are served too, for that node.
     budget: what the maps may hold (default: the default mark layout's).
-    proxy_memo: kept by a caller that translates again and again (the agent):
-    unchanged Services are not translated again; the result is the same."""
+    memo: kept by a caller that translates again and again (translate.memo):
+    what unchanged objects gave is not made again; the result is the same."""
     with gc_pause.paused():
-        return _translate(snapshot, now, controller_name, node_name, services, budget, proxy_memo)
+        return _translate(snapshot, now, controller_name, node_name, services, budget, memo)
 
 
 def _translate(snapshot: Snapshot, now: str, controller_name: str, node_name: str | None,
                services: proxy.ProxyOptions | None, budget: Budget | None,
-               proxy_memo: proxy.Memo | None) -> Translation:
+               memo: Memo | None) -> Translation:
     statuses: dict[ObjectRef, dict] = {}
 
     classes = {}
@@ -64,7 +65,9 @@ def _translate(snapshot: Snapshot, now: str, controller_name: str, node_name: st
     # Only what fits the maps is programmed (dataplane/fit.py): Gateways in
     # half the budget, oldest first, then Services in what they leave.
     budget = budget or Budget.of_maps()
-    gw_fit = fit(dataplane.build(gateways.values(), by_id, resolutions, index, node_name), budget.half())
+    gw_units = dataplane.build(gateways.values(), by_id, resolutions, index, node_name,
+                               memo.gateway_backends if memo is not None else None)
+    gw_fit = fit(gw_units, budget.half())
     unfit: dict[ObjectRef, str] = {}
     for key, why in gw_fit.unfit.items():
         gateways[key].no_resources = why
@@ -77,8 +80,8 @@ def _translate(snapshot: Snapshot, now: str, controller_name: str, node_name: st
     skipped: tuple[str, ...] = ()
     checks: tuple = ()
     if services is not None:
-        proxied = proxy.build(snapshot.services, index.slices, services, proxy_memo)
-        svc_fit = fit(proxied.units, budget.minus(gw_fit.used), proxy_memo.fit if proxy_memo is not None else None)
+        proxied = proxy.build(snapshot.services, index.slices, services, memo.services if memo is not None else None)
+        svc_fit = fit(proxied.units, budget.minus(gw_fit.used), memo.service_fit if memo is not None else None)
         unfit.update((ObjectRef("Service", *key), why) for key, why in svc_fit.unfit.items())
         planes, skipped = dataplane.merge(svc_fit.kept, planes, proxied.skipped)
         checks = proxied.health_checks

@@ -9,14 +9,17 @@ import ipaddress
 
 from blixt.dataplane.model import Dataplane, Service
 
-from .backends import Index, backends
+from .backends import Index, Ref, backends
+from .memo import Entries
 from .model import age_key
 
 
-def build(gateways, routes: dict, resolutions: dict, index: Index,
-          node_name: str | None) -> list[tuple[tuple[str, str], tuple[Service, ...]]]:
+def build(gateways, routes: dict, resolutions: dict, index: Index, node_name: str | None,
+          memo: Entries | None = None) -> list[tuple[tuple[str, str], tuple[Service, ...]]]:
     """Each programmed Gateway's frontends, in the order given (the fit's
-    units). routes: (kind, ns, name) -> route object; resolutions likewise."""
+    units). routes: (kind, ns, name) -> route object; resolutions likewise.
+    memo: the backends of earlier calls (translate.memo), by what they were
+    made from."""
     units, cache = [], {}
     for gs in gateways:
         if not gs.programmed:
@@ -31,13 +34,27 @@ def build(gateways, routes: dict, resolutions: dict, index: Index,
                 picked = ()  # no route: the dataplane rejects connections
             else:
                 if winner not in cache:
-                    cache[winner] = backends(resolutions[winner].refs, index, node_name)
+                    cache[winner] = _backends(resolutions[winner].refs, index, node_name, memo)
                 picked = cache[winner]
             for addr in gs.assigned.addresses:
                 services.append(Service(ipaddress.IPv4Address(addr), l.port, l.proto, picked,
                                         name=f"gateway/{ns}/{name}/{l.name}"))
         units.append((gs.key, tuple(services)))
+    if memo is not None:
+        memo.sweep()
     return units
+
+
+def _backends(refs: list[Ref], index: Index, node_name: str | None, memo: Entries | None):
+    """backends(), or what it gave for the same refs over the same
+    EndpointSlice objects (all it reads of a ref: its Service's slices, the
+    port's name and protocol, the weight)."""
+    if memo is None:
+        return backends(refs, index, node_name)
+    own = [tuple(index.slices.get(r.service, ())) for r in refs]
+    key = (node_name, tuple((r.service, r.port.get("name"), r.port.get("protocol"), r.weight, len(sl))
+                            for r, sl in zip(refs, own)))
+    return memo.get(key, tuple(s for sl in own for s in sl), lambda: backends(refs, index, node_name))
 
 
 def merge(services, gateways: Dataplane, skipped=()) -> tuple[Dataplane, tuple[str, ...]]:

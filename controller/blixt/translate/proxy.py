@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import ipaddress
 from typing import Iterable, Mapping
 
-from blixt.dataplane import fit
 from blixt.dataplane.layout import PROTOCOLS as SUPPORTED
 from blixt.dataplane.model import Backend, Service
 
 from . import endpoints, health, services
+from .memo import Entries
 from .model import NsName, age_key, is_int
 
 _API_PROTOCOL = {v: k for k, v in services.PROTOCOLS.items()}
@@ -69,49 +70,20 @@ class Proxied:
         return tuple(s for _, unit in self.units for s in unit)
 
 
-class Memo:
-    """What build() made of each Service, kept between calls: a Service whose
-    object, EndpointSlices and options are the very same objects as last time
-    (the watch cache replaces an object when it changes) is not translated
-    again, so a pass after one EndpointSlice change redoes one Service.
-    Holding the objects keeps their identities from being reused."""
-
-    def __init__(self):
-        self.entries: dict[NsName, tuple] = {}
-        self.fit = fit.Memo()  # and what the fit measured of each Service's frontends
-
-    def get(self, key: NsName, obj: dict, slices: tuple, opts: ProxyOptions):
-        hit = self.entries.get(key)
-        if hit is None or hit[0] is not obj or not (hit[2] is opts or hit[2] == opts) or \
-                len(hit[1]) != len(slices) or any(a is not b for a, b in zip(hit[1], slices)):
-            return None
-        return hit[3]
-
-    def put(self, key: NsName, obj: dict, slices: tuple, opts: ProxyOptions, made) -> None:
-        self.entries[key] = (obj, slices, opts, made)
-
-    def keep_only(self, keys) -> None:
-        for key in self.entries.keys() - set(keys):
-            del self.entries[key]
-
-
 def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict]],
-          opts: ProxyOptions, memo: Memo | None = None) -> Proxied:
+          opts: ProxyOptions, memo: Entries | None = None) -> Proxied:
     """slices: EndpointSlices by the Service they belong to (backends.Index.slices).
-    memo: reuse what an earlier call made of unchanged Services (same result)."""
+    memo: what earlier calls made of each Service (translate.memo): a
+    Service whose object, EndpointSlices and options are the same objects
+    is not translated again (same result)."""
     out: dict[NsName, list[Service]] = {}
     skipped: list[str] = []
     checks: dict[int, HealthCheck] = {}
     taken: set = set()
     for key, obj in sorted(service_objs.items()):
         own = tuple(slices.get(key, ()))
-        made = memo.get(key, obj, own, opts) if memo is not None else None
-        if made is None:
-            notes: list[str] = []
-            made = (_health_check(obj, own, opts), tuple(_service(obj, own, opts, notes)), tuple(notes))
-            if memo is not None:
-                memo.put(key, obj, own, opts, made)
-        check, made_services, notes = made
+        make = functools.partial(_made, obj, own, opts)
+        check, made_services, notes = make() if memo is None else memo.get(key, (obj, opts, *own), make)
         skipped.extend(notes)
         if check is not None and check.port not in checks:
             checks[check.port] = check
@@ -126,8 +98,14 @@ def build(service_objs: Mapping[NsName, dict], slices: Mapping[NsName, list[dict
     units = [(key, tuple(s for s in unit if s.fast_key[:3] in mains))
              for key, unit in sorted(out.items(), key=lambda kv: age_key(service_objs[kv[0]]))]
     if memo is not None:
-        memo.keep_only(service_objs)
+        memo.sweep()
     return Proxied(tuple(u for u in units if u[1]), tuple(skipped), tuple(checks.values()))
+
+
+def _made(obj: dict, slices: tuple, opts: ProxyOptions) -> tuple:
+    """One Service's health check, frontends and notes."""
+    notes: list[str] = []
+    return _health_check(obj, slices, opts), tuple(_service(obj, slices, opts, notes)), tuple(notes)
 
 
 def _health_check(obj: dict, slices, opts: ProxyOptions) -> HealthCheck | None:
