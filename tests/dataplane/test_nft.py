@@ -352,3 +352,125 @@ def test_the_output_path_of_many_frontends_has_no_chain_or_anonymous_map_per_fro
     slots = topo.node.exec("nft", "-j", "list", "map", "ip", "blixt", "out_slots_tcp").stdout
     assert len(json.loads(slots)["nftables"][1]["map"]["elem"]) == sum(
         len(o.slots) for o in outputs.values() if o.key[1] == 6)
+
+
+def _normalized(node, table: str) -> set[str]:
+    """The table's objects as JSON without handles, counters or its name, each
+    set's elements sorted (the kernel lists a hash set in its own order)."""
+    listing = json.loads(node.exec("nft", "-j", "list", "table", "ip", table).stdout)["nftables"]
+    out = set()
+    for obj in listing:
+        (kind, body), = obj.items()
+        if kind in ("metainfo", "table"):
+            continue
+        body = {k: v for k, v in body.items() if k not in ("handle", "table")}
+        if "elem" in body:
+            body["elem"] = sorted(json.dumps(e, sort_keys=True) for e in body["elem"])
+        out.add(re.sub(r'"counter": \{[^}]*\}', '"counter"', json.dumps({kind: body}, sort_keys=True)))
+    return out
+
+
+def _views(seed: int, own_chains: bool) -> NftView:
+    """Backends, frontends and the output path of every kind of frontend:
+    exact and NodePort, TCP and UDP, masqueraded, without endpoints (drop
+    and reject); with own_chains also source ranges and affinity."""
+    from blixt.dataplane.plan import Output
+    ip = lambda text: int(IPv4Address(text))  # noqa: E731
+    backends = {i: (IPv4Address(f"10.200.{seed}.{i}"), 8000 + i) for i in range(1 + seed, 41 + seed)}
+    ids = sorted(backends)
+    outputs, frontends, node_frontends = {}, set(), set()
+    for sid in range(1 + seed, 31 + seed):
+        addr = 0 if sid % 6 == 0 else ip("10.96.0.0") + sid
+        proto = 17 if sid % 2 else 6
+        bids = tuple(ids[(sid * 7 + k) % len(ids)] for k in range((sid + seed) % 5))  # () : no endpoint
+        outputs[sid] = Output(key=(addr, proto, 80 if addr else 30000 + sid), slots=tuple(backends[b] for b in bids),
+                              backend_ids=bids, affinity=10800 if own_chains and sid % 7 == 0 else 0,
+                              masquerade=sid % 3 == 0,
+                              ranges=((ip("192.0.2.0"), 24),) if own_chains and sid % 11 == 0 else (),
+                              drop=sid % 4 == 0)
+        (frontends.add((addr, proto, 80)) if addr else node_frontends.add((proto, 30000 + sid)))
+    return NftView(backends=backends, frontends=frozenset(frontends), node_frontends=frozenset(node_frontends),
+                   node_addrs=frozenset({ip(f"192.168.1.{10 + seed}")}), vips=frozenset(a for a, _, _ in frontends),
+                   outputs=outputs)
+
+
+@pytest.mark.parametrize("own_chains", [False, True], ids=["plain", "own-chains"])
+def test_updates_over_netlink_write_what_one_nft_script_writes(netns, own_chains):
+    """A change whose frontends have no chains or sets of their own (nearly
+    every one) declares its chains with `nft` and sends its elements as one
+    netlink batch (blixt.node.nftnl); the others are one `nft` script, as a
+    rebuild is. From empty, then to a view where a third of everything
+    changed (backends replaced and gone, slot counts changed, frontends
+    gone and new), each step gives the table a rebuild gives, element for
+    element."""
+    topo = netns(pods=0)
+    updated = NatTable(topo.node.netns, MARKS, name="updated")
+    updated.rebuild(NftView())
+    scripts = []
+    real = NatTable._run
+    NatTable._run = lambda self, lines: scripts.append(lines) or real(self, lines)
+    try:
+        before = NftView()
+        for seed in (0, 10):
+            after = _views(seed, own_chains)
+            for step, change in enumerate(nft_changes(before, after)):
+                updated.update(change, chains=step == 0)  # as the manager does
+            rebuilt = NatTable(topo.node.netns, MARKS, name=f"rebuilt{seed}")
+            rebuilt.rebuild(after)
+            assert _normalized(topo.node, "updated") == _normalized(topo.node, f"rebuilt{seed}")
+            assert updated.backends() == after.backends
+            before = after
+    finally:
+        NatTable._run = real
+    elements = [line for lines in scripts for line in lines if " element ip updated " in line]
+    assert bool(elements) == own_chains, elements[:3]
+    # The table gone: a batch fails like an nft script (the manager rebuilds).
+    updated.delete()
+    extra = NftView(vips=frozenset({int(IPv4Address("10.96.9.9"))}))
+    with pytest.raises(NftError, match=r"updated vips \(add\): No such file or directory"):
+        updated.update(nft_changes(NftView(), extra)[0], chains=False)
+
+
+def test_chains_are_declared_again_only_after_another_writer(netns):
+    """An update declares chains (an `nft` process reading back the big maps
+    its rules name) only when something else has committed to the
+    namespace's nf_tables since the table's last write; then a flushed base
+    or shared chain is put right by the next update, as before."""
+    from blixt.dataplane.plan import Output
+    topo = netns(pods=0)
+    t = NatTable(topo.node.netns, MARKS)
+    vip = int(IPv4Address(VIP))
+
+    def state(port: int) -> NftView:
+        eps = {1: (IPv4Address("10.0.0.1"), 80), 2: (IPv4Address("10.0.0.2"), port)}
+        return NftView(backends=eps, frontends=frozenset({(vip, 6, VIP_PORT)}), vips=frozenset({vip}),
+                       outputs={7: Output(key=(vip, 6, VIP_PORT), slots=tuple(eps.values()), backend_ids=(1, 2))})
+
+    scripts = []
+    real = NatTable._run
+    t._run = lambda lines: scripts.append(lines) or real(t, lines)
+    t.rebuild(state(81))
+    before, port = state(81), 82
+    want = t.dump(elements=False)
+
+    def change() -> None:
+        nonlocal before, port
+        scripts.clear()
+        after = state(port)
+        for step, c in enumerate(nft_changes(before, after)):
+            t.update(c, chains=step == 0)
+        before, port = after, port + 1
+
+    change()
+    assert scripts == [], "nothing else wrote: no chain declared"
+    assert t.backends()[2] == (IPv4Address("10.0.0.2"), 82)
+    topo.node.exec("nft", "add", "table", "ip", "someone_else")
+    change()
+    assert len(scripts) == 1 and any("add chain ip blixt stash" in line for line in scripts[0])
+    change()
+    assert scripts == []
+    # Another writer flushes a base chain and the shared one: both put right.
+    topo.node.exec("nft", "-f", "-", input="flush chain ip blixt balance\nflush chain ip blixt out_s_tcp_2\n")
+    change()
+    assert _blocks(t.dump(elements=False)) == _blocks(want)
+    assert t.backends()[2] == (IPv4Address("10.0.0.2"), 85)

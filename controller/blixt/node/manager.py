@@ -289,6 +289,7 @@ class Manager:
         self.maps = {}
         self.programs = []
         self._state = self._view = None
+        self.nft.close()
         remove(self.client, self.settings.node, self.settings.netns, self.settings.nft_table)
 
     # -- state --------------------------------------------------------------

@@ -35,15 +35,23 @@ own: sources outside the ranges dropped, affinity through per-endpoint sets
 output, -90) rejects or drops new connections to frontends without
 endpoints (@out_empty, @out_empty_node).
 
-Every write is one `nft -f -` transaction, the way knftables does it: each
-sync re-declares its chains (`add chain; flush chain; add rule ...`) and
-changes elements; a full rebuild replaces the whole table atomically.
+Chains and rules are written as `nft -f -` scripts, the way knftables does
+it: a sync re-declares its chains (`add chain; flush chain; add rule ...`),
+so a tampered rule is put right, whenever anything else has committed to
+the namespace's nf_tables since the table's last write (the kernel's
+generation counter says so; otherwise the chains are as it wrote them); a
+full rebuild replaces the whole table atomically in one script. A sync's elements, nearly all of its work,
+follow as one netlink batch (blixt.node.nftnl): one transaction as well,
+without `nft` parsing 100,000 elements as text (about 2 s at 10,000
+frontends). A change that touches a frontend's own chains or sets (source
+ranges, affinity) stays one script: those chains and their elements change
+together.
 
-Why the `nft` CLI (subprocess) and not libnftables through ctypes: libnftables
-parses the very same text, so ctypes would buy only the saved fork (~5 ms a
-call); the CLI runs in any netns through `ip netns exec`, where libnftables
-would need setns() in our threaded process; every script we send can be
-logged and replayed by hand; and we do not bind to libnftables.so's C ABI.
+Why the `nft` CLI (subprocess) for chains and not libnftables through ctypes:
+libnftables parses the very same text, so ctypes would buy only the saved
+fork (~5 ms a call); every script we send can be logged and replayed by
+hand; and we do not bind to libnftables.so's C ABI. Elements are plain
+bytes in a stable kernel ABI, so they skip the parser; rules are not.
 """
 
 from __future__ import annotations
@@ -55,11 +63,13 @@ import re
 import socket
 import subprocess
 from ipaddress import IPv4Address
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from blixt.dataplane.layout import PROTOCOL_NAMES
 from blixt.dataplane.marks import MarkConfig
 from blixt.dataplane.plan import Endpoint, NftChange, NftView, Output
+
+from . import nftnl
 
 FAMILY = "ip"
 CHUNK = 1000  # elements per `add element` line; the script is still one transaction
@@ -73,6 +83,13 @@ SETS = {
     "node_frontends": ("inet_proto . inet_service", lambda e: f"{_proto(e[0])} . {e[1]}"),
     "node_addrs": (_ADDR, lambda e: _ip(e)),
     "vips": (_ADDR, lambda e: _ip(e)),
+}
+# The same elements as netlink keys (blixt.node.nftnl).
+_SET_KEYS = {
+    "frontends": lambda e: nftnl.addr(e[0]) + nftnl.proto(e[1]) + nftnl.port(e[2]),
+    "node_frontends": lambda e: nftnl.proto(e[0]) + nftnl.port(e[1]),
+    "node_addrs": nftnl.addr,
+    "vips": nftnl.addr,
 }
 MAP = "backends"
 MAP_TYPE = "type mark : ipv4_addr . inet_service"
@@ -155,6 +172,17 @@ class NatTable:
         self.timeout = timeout
         self._argv = (["ip", "netns", "exec", netns] if netns else []) + [nft]
         self._t = f"{FAMILY} {name}"
+        self._netlink = nftnl.Link(netns)  # opened at the first batch
+        # The namespace's nf_tables generation our last write left, while
+        # nothing else has written since (then our chains are as we wrote
+        # them); and the shared output chains written since the last rebuild.
+        self._ours: int | None = None
+        self._shared: set[str] = set()
+        self._commits = 0
+
+    def close(self) -> None:
+        """Close the netlink socket kept between updates (the next opens one)."""
+        self._netlink.close()
 
     # -- the ruleset ----------------------------------------------------------
 
@@ -235,6 +263,20 @@ class NatTable:
     def _run(self, lines: list[str]) -> None:
         """All lines in one `nft -f -`: one netlink batch, all or nothing."""
         self._nft("-f", "-", script="\n".join(lines) + "\n")
+        self._commits += 1
+
+    def _generation(self) -> int | None:
+        try:
+            return self._netlink.generation()
+        except OSError:
+            return None  # not known: the chains are declared again
+
+    def _written(self, start: int | None, commits: int, chains_known: bool) -> None:
+        """After a write: trust our chains as written while the generation
+        moved on by our own commits only."""
+        end = self._generation()
+        ok = chains_known and start is not None and end == start + (self._commits - commits)
+        self._ours = end if ok else None
 
     # -- writing --------------------------------------------------------------
 
@@ -253,23 +295,42 @@ class NatTable:
         for name, (_, render) in SETS.items():
             lines += self._elements("add", name, map(render, getattr(view, name)))
         lines += self._output_lines({}, view.outputs, {})
+        self._ours, start, commits = None, self._generation(), self._commits
         self._run(lines)
+        self._shared = {_shared_chain(o) for o in view.outputs.values() if o.slots and not o.affinity}
+        self._written(start, commits, True)
 
     def update(self, change: NftChange, chains: bool = True) -> None:
-        """Apply element changes, re-declaring the chains in the same
-        transaction (so a tampered rule is put right; chains=False: not, for
-        a second update right after one that did: the rules name the 100,000-
-        element maps, and nft reading them back was most of an update at
-        10,000 frontends). Fails, changing nothing, if the table or a set is
-        gone: the caller rebuilds."""
+        """Apply element changes, re-declaring the chains first (so a
+        tampered rule is put right) unless nothing but this table has written
+        to the namespace's nf_tables since its last write (the generation
+        says so: then they are as it wrote them) or chains=False (a second
+        update right after one that declared them). Declaring them costs an
+        `nft` process reading back the 100,000-element maps its rules name,
+        most of an update at 10,000 frontends. Fails if the table or a set
+        is gone: the caller rebuilds."""
         if change.empty:
             return
         for bid, ep in change.put_backends.items():
             self.validate(bid, ep)
+        start, commits, trusted = self._generation(), self._commits, self._ours
+        self._ours = None  # until this update has gone through
+        known = start is not None and start == trusted
+        if known:
+            chains = False
+        else:  # another writer: shared chains it may have changed are declared when next used
+            self._shared = set()
+        self._update(change, chains, known)
+        self._written(start, commits, known or chains)
+
+    def _update(self, change: NftChange, chains: bool, known: bool) -> None:
         # Declaring what exists changes nothing; a table from an older blixt gets the output maps.
         lines = [f"add table {self._t}"]
         if chains:
             lines += [*(f"add map {self._t} {n} {{ {typ}; }}" for n, typ in OUT_MAPS.items()), *self._chain_lines()]
+        if _plain(change):
+            self._update_over_netlink(change, lines, known)
+            return
         # A map element's value cannot be overwritten: replace = delete + add.
         lines += self._backend_elements("delete", change.delete_backends)
         for name, (_, render) in SETS.items():
@@ -279,6 +340,43 @@ class NatTable:
             lines += self._elements("add", name, map(render, change.add.get(name, ())))
         lines += self._output_lines(change.old_outputs, change.put_outputs, change.delete_outputs)
         self._run(lines)
+
+    def _update_over_netlink(self, change: NftChange, lines: list[str], known: bool) -> None:
+        """A change without chains or sets of a frontend's own (see
+        _output_lines), which is nearly every change: the chains it declares
+        through `nft` first (none but the base chains, unless a slot count is
+        new), then every element deletion and addition in one netlink batch,
+        one transaction, as `nft -f` would send them (`nft` parsing the
+        elements as text was most of a first sync). Old elements stay valid
+        until the batch replaces them. Fails like an `nft` script when the
+        table or a set is gone: the caller rebuilds. known: the table's
+        chains are as this table wrote them (shared chains written before are
+        not declared again)."""
+        lines += self._shared_chain_lines(change.put_outputs, self._shared if known else set())
+        if len(lines) > 1:
+            self._run(lines)
+        batch = nftnl.Elements(self.name)
+        mark = self.marks.backend_mark
+        batch.delete(MAP, (nftnl.host32(mark(b)) for b in change.delete_backends))
+        batch.delete(ENDPOINTS, map(_ep_bytes, change.delete_backends.values()))
+        batch.add(MAP, ((nftnl.host32(mark(b)), _ep_bytes(ep)) for b, ep in change.put_backends.items()))
+        batch.add(ENDPOINTS, ((_ep_bytes(ep), None) for ep in change.put_backends.values()))
+        for name, render in _SET_KEYS.items():
+            batch.delete(name, map(render, change.delete.get(name, ())))
+            batch.add(name, ((render(e), None) for e in change.add.get(name, ())))
+        for o in (*change.old_outputs.values(), *change.delete_outputs.values()):
+            slot_map, slots = _slot_keys(o)
+            batch.delete(slot_map, (k for k, _ in slots))
+            batch.delete(_out_element(o)[0], [_verdict_key(o)])
+        for sid, o in change.put_outputs.items():
+            slot_map, slots = _slot_keys(o)
+            batch.add(slot_map, slots)
+            batch.add(_out_element(o)[0], [(_verdict_key(o), nftnl.Verdict.parse(_out_verdict(sid, o)))])
+        try:
+            self._netlink.send(batch)
+        except OSError as e:
+            raise NftError(["netlink", "elements", self._t], str(e), e.errno) from None
+        self._commits += bool(len(batch))
 
     # -- the node's own traffic -----------------------------------------------
 
@@ -314,11 +412,7 @@ class NatTable:
             lines += [f"delete chain {t} {c}" for c in _out_chains(sid, o) if c not in wanted]
             lines += [f"delete set {t} {s}" for s in _affinity_sets(sid, o) if s not in kept_sets
                       or (sid in new and new[sid].affinity != o.affinity)]
-        # The shared chains these frontends use, declared (again: idempotent).
-        shared = {_shared_chain(o): o for o in new.values() if o.slots and not o.affinity}
-        for chain, o in sorted(shared.items()):
-            lines += [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
-            lines += [f"add rule {t} {chain} {r}" for r in self._shared_rules(o)]
+        lines += self._shared_chain_lines(new)
         for sid, o in new.items():
             keep = set(_affinity_sets(sid, before[sid])) if sid in before and before[sid].affinity == o.affinity \
                 else set()
@@ -338,6 +432,19 @@ class NatTable:
             verdicts.setdefault(name, []).append(f"{key} : {_out_verdict(sid, o)}")
         for name, items in (*slot_adds.items(), *verdicts.items()):
             lines += self._elements("add", name, items)
+        return lines
+
+    def _shared_chain_lines(self, outputs: Mapping[int, Output], skip: set[str] = frozenset()) -> list[str]:
+        """The shared chains these frontends use but `skip`, declared (again:
+        idempotent); remembered as written."""
+        shared = {_shared_chain(o): o for o in outputs.values() if o.slots and not o.affinity}
+        lines = []
+        for chain, o in sorted(shared.items()):
+            if chain in skip:
+                continue
+            self._shared.add(chain)
+            lines += [f"add chain {self._t} {chain}", f"flush chain {self._t} {chain}"]
+            lines += [f"add rule {self._t} {chain} {r}" for r in self._shared_rules(o)]
         return lines
 
     def _shared_rules(self, o: Output) -> list[str]:
@@ -484,11 +591,42 @@ def _shared_chain(o: Output) -> str:
     return f"out_{'s' if o.key[0] else 'p'}_{_proto(o.key[1])}_{len(o.slots)}{'_m' if o.masquerade else ''}"
 
 
+def _plain(change: NftChange) -> bool:
+    """No frontend of the change has chains or sets of its own (source
+    ranges, affinity): its elements can go in a batch after its chains."""
+    return not any(o.slots and (o.ranges or o.affinity) for outs in (
+        change.put_outputs, change.old_outputs, change.delete_outputs) for o in outs.values())
+
+
+def _slot_keys(o: Output) -> tuple[str, list[tuple[bytes, bytes]]]:
+    """_slot_elements as netlink keys and values."""
+    name, addr, port = _slot_head(o)
+    if o.affinity or not o.slots:
+        return name, []
+    head = (nftnl.addr(addr) if addr else b"") + nftnl.port(port)
+    return name, [(head + nftnl.host32(i), _ep_bytes(ep)) for i, ep in enumerate(o.slots)]
+
+
+def _verdict_key(o: Output) -> bytes:
+    """_out_element's key for netlink."""
+    addr, proto, port = o.key
+    return (nftnl.addr(addr) if addr else b"") + nftnl.proto(proto) + nftnl.port(port)
+
+
+def _ep_bytes(ep: Endpoint) -> bytes:
+    return nftnl.addr(ep[0]._ip) + nftnl.port(ep[1])
+
+
+def _slot_head(o: Output) -> tuple[str, int, int]:
+    """The slot map an Output's slots live in, its address (0: a NodePort) and port."""
+    addr, proto, port = o.key
+    return (f"out_slots_{_proto(proto)}" if addr else f"out_node_slots_{_proto(proto)}"), addr, port
+
+
 def _slot_elements(o: Output) -> tuple[str, list[tuple[str, str]]]:
     """The slot map an Output's slots live in, and its (key, value)
     elements; none with affinity (its chains name the endpoints)."""
-    addr, proto, port = o.key
-    name = f"out_slots_{_proto(proto)}" if addr else f"out_node_slots_{_proto(proto)}"
+    name, addr, port = _slot_head(o)
     if o.affinity or not o.slots:
         return name, []
     head = f"{_ip(addr)} . {port}" if addr else f"{port}"
