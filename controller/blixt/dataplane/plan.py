@@ -21,6 +21,7 @@ and which addresses are VIPs (anything else sent to them is refused).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import ipaddress
@@ -648,19 +649,27 @@ class NftView:
     node_addrs: frozenset[int] = frozenset()
     vips: frozenset[int] = frozenset()          # frontend addresses that are not the node's
     outputs: Mapping[int, "Output"] = dataclasses.field(default_factory=dict)  # service id -> Output
+    # Bookkeeping for `after` and nft_changes, not content: frontends per
+    # address (None: not counted), and which view this one was made from
+    # by `after`, with the outputs that may differ from that view's.
+    per_addr: Mapping[int, int] | None = dataclasses.field(default=None, compare=False, repr=False)
+    made_from: int | None = dataclasses.field(default=None, compare=False, repr=False)
+    changed_outputs: frozenset[int] = dataclasses.field(default=frozenset(), compare=False, repr=False)
 
     SETS = ("frontends", "node_frontends", "node_addrs", "vips")
 
     @classmethod
     def of(cls, cur: Current, outs: Mapping[int, "Output"] | None = None, backends=None) -> "NftView":
         exact = [k for k in cur.services if k.addr]
+        frontends = frozenset((k.addr, k.proto, k.port) for k in exact)
         return cls(
             backends=dict(cur.backends) if backends is None else backends,
-            frontends=frozenset((k.addr, k.proto, k.port) for k in exact),
+            frontends=frontends,
             node_frontends=frozenset((k.proto, k.port) for k in cur.services if not k.addr),
             node_addrs=frozenset(cur.local_addresses),
             vips=frozenset(k.addr for k in exact) - frozenset(cur.local_addresses),
             outputs=outputs(cur) if outs is None else outs,
+            per_addr=collections.Counter(f[0] for f in frontends),
         )
 
     def after(self, target: Current, p: Plan) -> "NftView":
@@ -677,9 +686,52 @@ class NftView:
         outs = dict(self.outputs)
         for sid in p.removed_ids:
             outs.pop(sid, None)
-        outs.update(outputs(target, only=mains))
+        made = outputs(target, only=mains)
+        outs.update(made)
+        changed = frozenset(made) | frozenset(p.removed_ids)
         # target.backends, shared: the manager's state, which only `advance` changes.
-        return NftView.of(target, outs, target.backends)
+        if self.per_addr is None or p.local_put or p.local_delete:
+            return dataclasses.replace(NftView.of(target, outs, target.backends), made_from=id(self),
+                                       changed_outputs=changed)
+        # Only the frontends the plan wrote or deleted can come or go: the
+        # sets are the old ones with those put right (at 10,000 frontends,
+        # making them all again was a tenth of a one-Service change).
+        keys = {*p.services_put, *p.services_delete}
+        exact = {(k.addr, k.proto, k.port) for k in keys if k.addr}
+        wild = {(k.proto, k.port) for k in keys if not k.addr}
+        have = target.services
+
+        def present(addr: int, proto: int, port: int) -> bool:
+            return any(_new(ServiceKey, (addr, port, proto, scope)) in have
+                       for scope in (layout.SCOPE_ANY, layout.SCOPE_POD))
+
+        came = {f for f in exact if present(*f)}
+        went = exact - came
+        per_addr = dict(self.per_addr)
+        for addr, _, _ in came - self.frontends:
+            per_addr[addr] = per_addr.get(addr, 0) + 1
+        for addr, _, _ in went & self.frontends:
+            per_addr[addr] -= 1
+            if not per_addr[addr]:
+                del per_addr[addr]
+        vips = set(self.vips)
+        for addr in {f[0] for f in exact}:
+            if addr in per_addr and addr not in self.node_addrs:
+                vips.add(addr)
+            else:
+                vips.discard(addr)
+        node_came = {w for w in wild if present(0, *w)}
+        return NftView(
+            backends=target.backends,
+            frontends=(self.frontends - went) | came,
+            node_frontends=(self.node_frontends - (wild - node_came)) | node_came,
+            node_addrs=self.node_addrs,
+            vips=frozenset(vips),
+            outputs=outs,
+            per_addr=per_addr,
+            made_from=id(self),
+            changed_outputs=changed,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -778,8 +830,13 @@ def nft_changes(old: NftView, new: NftView, p: Plan | None = None) -> tuple[NftC
     dels = {s: getattr(old, s) - getattr(new, s) for s in NftView.SETS}
     empty = {s: frozenset() for s in NftView.SETS}
     # The output path does not read the maps: all of it goes in the first step.
-    out_put = {sid: o for sid, o in new.outputs.items() if (was := old.outputs.get(sid)) is not o and was != o}
+    if p is not None and new.made_from == id(old):  # only the outputs `after` made again can differ
+        new_outs = ((sid, new.outputs[sid]) for sid in new.changed_outputs if sid in new.outputs)
+        old_outs = ((sid, old.outputs[sid]) for sid in new.changed_outputs if sid in old.outputs)
+    else:
+        new_outs, old_outs = new.outputs.items(), old.outputs.items()
+    out_put = {sid: o for sid, o in new_outs if (was := old.outputs.get(sid)) is not o and was != o}
     out_old = {sid: old.outputs[sid] for sid in out_put if sid in old.outputs}
-    out_gone = {sid: o for sid, o in old.outputs.items() if sid not in new.outputs}
+    out_gone = {sid: o for sid, o in old_outs if sid not in new.outputs}
     return (NftChange(put, replaced, adds, empty, out_put, out_old, out_gone),
             NftChange({}, gone, empty, dels))
