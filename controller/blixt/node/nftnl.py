@@ -247,7 +247,11 @@ class Link:
 
     def _exchange(self, batch: bytes, acks: dict[int, str]) -> tuple[int, str] | None:
         sock = self._open()
-        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, max(len(batch) + 65536, 1 << 20))
+        size = max(len(batch) + 65536, 1 << 20)  # the kernel takes a batch in one message
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, size)
+        except PermissionError:  # without CAP_NET_ADMIN: what net.core.wmem_max allows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
         sock.sendto(batch, (0, 0))
         while acks:
             try:
