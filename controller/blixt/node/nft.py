@@ -40,12 +40,12 @@ it: a sync re-declares its chains (`add chain; flush chain; add rule ...`),
 so a tampered rule is put right, whenever anything else has committed to
 the namespace's nf_tables since the table's last write (the kernel's
 generation counter says so; otherwise the chains are as it wrote them); a
-full rebuild replaces the whole table atomically in one script. A sync's elements, nearly all of its work,
-follow as one netlink batch (blixt.node.nftnl): one transaction as well,
-without `nft` parsing 100,000 elements as text (about 2 s at 10,000
-frontends). A change that touches a frontend's own chains or sets (source
-ranges, affinity) stays one script: those chains and their elements change
-together.
+full rebuild replaces the whole table atomically in one script. A sync's
+elements, nearly all of its work, follow as one netlink batch
+(blixt.node.nftnl): one transaction as well, without `nft` parsing 100,000
+elements as text (about 2 s at 10,000 frontends). A change that touches a
+frontend's own chains or sets (source ranges, affinity) stays one script:
+those chains and their elements change together.
 
 Why the `nft` CLI (subprocess) for chains and not libnftables through ctypes:
 libnftables parses the very same text, so ctypes would buy only the saved
