@@ -87,9 +87,6 @@ class Verdict:
             raise ValueError(f"verdict {text!r}: only drop and goto <chain> are written over netlink")
         return cls(NFT_GOTO, chain)
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Verdict) and (self.code, self.chain) == (other.code, other.chain)
-
     def __repr__(self) -> str:
         return "drop" if self.code == NF_DROP else f"goto {self.chain}"
 
