@@ -1,17 +1,21 @@
 """The two dataplanes of the killed-apply test (test_faults.py), and the
 child process that applies the second one until it is SIGKILLed:
 
-    python killed_apply.py SOCKET IMAGE NETNS NODE N
+    python killed_apply.py SOCKET IMAGE NETNS NODE N [STOP_AT]
 
 prints "applying" just before Manager.apply, "write N" as each of the
-apply's writes (a map batch, an nft transaction) starts, and "applied" after
-it: the test kills it at a write, not after a guessed time (this machine's
-speed varies threefold from one minute to the next)."""
+apply's writes (a map batch, an nft script, a netlink batch) is about to
+start, and "applied" after it. With STOP_AT it stops itself (SIGSTOP) just
+before write STOP_AT, for the test to kill it there: a kill timed from
+outside came after the end of the apply, once writes took microseconds (this
+machine's speed also varies threefold from one minute to the next)."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import pathlib
+import signal
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -58,8 +62,9 @@ def manager(socket: str, image: str, netns: str, node: str) -> Manager:
     return mgr
 
 
-def announce_writes() -> None:
-    """Print "write N" before each non-empty write the process makes."""
+def announce_writes(stop_at: int = 0) -> None:
+    """Print "write N" before each non-empty write the process makes; stop
+    before write `stop_at`."""
     count = 0
 
     def announced(method, size):
@@ -68,19 +73,22 @@ def announce_writes() -> None:
             if size(*args):
                 count += 1
                 print(f"write {count}", flush=True)
+                if count == stop_at:
+                    os.kill(os.getpid(), signal.SIGSTOP)
             return method(self, *args, **kwargs)
         return wrapper
 
     bpf.PinnedMap.update_batch = announced(bpf.PinnedMap.update_batch, lambda keys, *_: len(keys))
     bpf.PinnedMap.delete_batch = announced(bpf.PinnedMap.delete_batch, lambda keys, *_: len(keys))
-    nft.NatTable.update = announced(nft.NatTable.update, lambda change, *_: not change.empty)
+    nft.NatTable._run = announced(nft.NatTable._run, lambda lines: True)
+    nft.nftnl.Link.send = announced(nft.nftnl.Link.send, lambda batch: len(batch))
 
 
 def main(argv: list[str]) -> None:
-    socket, image, netns, node, n = argv
+    socket, image, netns, node, n, *stop_at = argv
     mgr = manager(socket, image, netns, node)
     desired = new(int(n))
-    announce_writes()
+    announce_writes(int(stop_at[0]) if stop_at else 0)
     print("applying", flush=True)
     mgr.apply(desired)
     print("applied", flush=True)

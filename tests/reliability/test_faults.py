@@ -268,9 +268,9 @@ def assert_settled(mgr, desired) -> None:
 
 def test_agent_killed_mid_apply_leaves_nothing_half_written(node_manager):
     """A process applying a large change (1000 frontends: a tenth removed, a
-    tenth added, two of three backends moved in the rest) is SIGKILLed as a
-    random one of its writes (map batches, nft transactions) starts; packets
-    probe the kept frontends the whole time. Every probe gets a backend of
+    tenth added, two of three backends moved in the rest) is SIGKILLed just
+    before a random one of its writes (map batches, nft scripts, netlink
+    batches); packets probe the kept frontends the whole time. Every probe gets a backend of
     its frontend, old or new (never no decision, never a reject, never
     another frontend's backend), and after a fresh apply the maps and table
     are exactly the desired state, with no stale slot."""
@@ -296,16 +296,17 @@ def test_agent_killed_mid_apply_leaves_nothing_half_written(node_manager):
         mgr.refresh()
         mgr.apply(old)
         old_ids = endpoints_by_id(mgr.current())
-        proc = subprocess.Popen(child, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        at = rng.randrange(1, writes + 1)
+        proc = subprocess.Popen([*child, str(at)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         probe = Probe(fd, rng.sample(kept, 200))
-        at = rng.randrange(1, writes)  # never the last: a write is left after the kill
         try:
             assert proc.stdout.readline().strip() == "applying", proc.stderr.read()
             probe.start()
-            for line in proc.stdout:
-                if line.strip() in (f"write {at}", "applied"):
-                    break
-            time.sleep(rng.uniform(0, 0.002))  # at the write's start or inside it
+            # The child stops itself just before write `at`: probes see the
+            # kernel as the writes before it left it, then it dies there.
+            _, status = os.waitpid(proc.pid, os.WUNTRACED)
+            assert os.WIFSTOPPED(status), f"the child ended before write {at}: {proc.stderr.read()}"
+            time.sleep(rng.uniform(0.02, 0.2))
             proc.kill()
             proc.wait()
         finally:
