@@ -74,6 +74,7 @@ from . import nftnl
 FAMILY = "ip"
 CHUNK = 1000  # elements per `add element` line; the script is still one transaction
 TIMEOUT = 120.0
+READ_AGAIN = 5  # listings of the backend map until two agree
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 # Set name -> (nft type, element renderer).
@@ -522,7 +523,20 @@ class NatTable:
     def backends(self) -> dict[int, Endpoint]:
         """Backend id -> (address, port) as the kernel holds the map; {} without
         a table. Keys that name no backend id under this mark layout are left
-        out (a rebuild drops them)."""
+        out (a rebuild drops them).
+
+        Read until two listings agree: a listing taken while the kernel
+        grows the map's hash table (after many additions) can miss elements
+        (in CI here, 289 of 100,000 right after they were written)."""
+        read = self._backends_once()
+        for _ in range(READ_AGAIN):
+            again = self._backends_once()
+            if again == read:
+                return read
+            read = again
+        raise NftError([*self._argv, "-j", "list", "map"], f"{READ_AGAIN + 1} listings of the backend map differed")
+
+    def _backends_once(self) -> dict[int, Endpoint]:
         try:
             text = self._nft("-j", "list", "map", FAMILY, self.name, MAP)
         except NftError as e:
